@@ -1,0 +1,187 @@
+"""RecBole's Config, plus: our YAML defaults, our model lookup, our data path and strict keys.
+
+Order of the defaults (later wins), then the user's input on top:
+RecBole's own YAMLs (overall, model, dataset, quick-start) < ``properties/overall.yaml`` <
+``properties/model/<Model>.yaml`` < ``properties/dataset/<dataset>.yaml`` < ``--config_files`` <
+``config_dict`` < ``--key=value``.
+
+What RecBole accepts silently and we reject with a one-line ``UsageError``: a key that no YAML
+(RecBole's or ours) defines, a config file that is missing or not a YAML mapping, a command-line
+argument that is not ``--key=value``, an unknown model or dataset, and a dataset whose files are
+not where the data path says.
+"""
+import difflib
+import glob
+import os
+
+import yaml
+from recbole.config import Config as RecBoleConfig
+from recbole.utils import argument_list
+
+from recbole_diffurec.utils import UsageError, get_model
+
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROPERTIES = os.path.join(PROJECT_ROOT, "properties")
+DEFAULT_DATA_PATH = os.path.join(PROJECT_ROOT, "dataset")
+_RECBOLE_PROPERTIES = os.path.join(os.path.dirname(os.path.dirname(argument_list.__file__)), "properties")
+
+# Keys RecBole itself sets at run time (distributed runs, derived values); not in any YAML.
+_RUNTIME_KEYS = {
+    "model", "dataset", "config_files", "MODEL_TYPE", "MODEL_INPUT_TYPE", "eval_type", "device",
+    "single_spec", "local_rank", "nproc", "world_size", "ip", "port", "offset", "neg_sampling",
+    "eval_neg_sample_args", "valid_neg_sample_args", "test_neg_sample_args", "config_file",
+}
+
+
+def _yaml_keys(path):
+    with open(path, "r", encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    return set(data) if isinstance(data, dict) else set()
+
+
+def known_keys():
+    """Every key some YAML (RecBole's or ours) or RecBole's argument lists define."""
+    keys = set(_RUNTIME_KEYS)
+    for lst in (
+        argument_list.general_arguments,
+        argument_list.training_arguments,
+        argument_list.evaluation_arguments,
+        argument_list.dataset_arguments,
+    ):
+        keys.update(lst)
+    for root in (_RECBOLE_PROPERTIES, PROPERTIES):
+        for path in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True):
+            if os.path.basename(path) != "url.yaml":
+                keys |= _yaml_keys(path)
+    return keys
+
+
+def dataset_names():
+    """Datasets with a YAML in properties/dataset."""
+    return sorted(
+        os.path.splitext(f)[0] for f in os.listdir(os.path.join(PROPERTIES, "dataset")) if f.endswith(".yaml")
+    )
+
+
+def read_yaml_file(path, loader=yaml.SafeLoader):
+    """A YAML mapping from ``path``, or a UsageError saying why not."""
+    if not os.path.isfile(path):
+        raise UsageError(f"config file '{path}' does not exist (paths are relative to {os.getcwd()}).")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = yaml.load(f.read(), Loader=loader)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise UsageError(f"config file '{path}' is not valid YAML{line}: {getattr(e, 'problem', e)}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UsageError(f"config file '{path}' must hold 'key: value' lines, not a {type(data).__name__}.")
+    return data
+
+
+def parse_cmd_args(args):
+    """``['--key=value', ...]`` -> {key: 'value'}; anything else is a UsageError."""
+    parsed = {}
+    for arg in args:
+        key, sep, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if not key or not sep:
+            raise UsageError(f"argument '{arg}' is not of the form --key=value.")
+        if key in parsed and parsed[key] != value:
+            raise UsageError(f"--{key} is given twice with different values.")
+        parsed[key] = value
+    return parsed
+
+
+class Config(RecBoleConfig):
+    """RecBole's Config for this package's models and RecBole's.
+
+    Args:
+        model, dataset, config_file_list, config_dict: as RecBole's Config.
+        cmd_args: ``--key=value`` strings (the runner passes the ones it does not parse itself).
+            RecBole reads ``sys.argv`` itself; we take the list explicitly so that a library call
+            (or pytest's own argv) never leaks into a configuration.
+    """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, cmd_args=()):
+        self._cmd_args = list(cmd_args)
+        super().__init__(model, dataset, config_file_list, config_dict)
+        self._check_keys()
+        self._check_dataset_files()
+
+    # ----- input -----
+    def _load_config_files(self, file_list):
+        file_config_dict = {}
+        for file in file_list or []:
+            file_config_dict.update(read_yaml_file(file, self.yaml_loader))
+        return file_config_dict
+
+    def _load_cmd_line(self):
+        return self._convert_config_dict(parse_cmd_args(self._cmd_args))
+
+    def _get_model_and_dataset(self, model, dataset):
+        model = model if model is not None else self.external_config_dict.get("model")
+        dataset = dataset if dataset is not None else self.external_config_dict.get("dataset")
+        if model is None or dataset is None:
+            raise UsageError("both a model and a dataset are needed (--model=NAME --dataset=NAME).")
+        if isinstance(model, str):
+            return model, get_model(model), dataset
+        return model.__name__, model, dataset
+
+    # ----- defaults -----
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in (
+            os.path.join(PROPERTIES, "overall.yaml"),
+            os.path.join(PROPERTIES, "model", model + ".yaml"),
+            os.path.join(PROPERTIES, "dataset", dataset + ".yaml"),
+        ):
+            if os.path.isfile(path):
+                loaded = self._update_internal_config_dict(path) or {}
+                if os.path.dirname(path).endswith("dataset"):
+                    self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+
+    def _set_default_parameters(self):
+        super()._set_default_parameters()
+        # RecBole joins its own default ('dataset/', relative to the working directory) and always
+        # uses its bundled copy of ml-100k. Ours: the project's dataset/ folder unless data_path is
+        # given, and ml-100k from RecBole's wheel unless the given data_path holds an ml-100k.
+        root = self.external_config_dict.get("data_path") or DEFAULT_DATA_PATH
+        path = os.path.join(os.path.abspath(root), self.dataset)
+        bundled = self.dataset == "ml-100k" and not os.path.isfile(os.path.join(path, "ml-100k.inter"))
+        if not bundled:
+            self.final_config_dict["data_path"] = path
+        self.final_config_dict["data_path"] = os.path.normpath(self.final_config_dict["data_path"])
+
+    # ----- checks -----
+    def _check_keys(self):
+        known = known_keys()
+        unknown = sorted(k for k in self.external_config_dict if k not in known)
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+                hints.append(f"'{key}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+            raise UsageError(
+                f"unknown config key {'; '.join(hints)}. Every key is defined in a YAML under "
+                f"{PROPERTIES} or RecBole's properties; check the spelling."
+            )
+
+    def _check_dataset_files(self):
+        data_path = self.final_config_dict["data_path"]
+        expected = os.path.join(data_path, f"{self.dataset}.inter")
+        if os.path.isfile(expected) or self.final_config_dict.get("benchmark_filename"):
+            return
+        known = dataset_names()
+        if self.dataset not in known and not os.path.isdir(data_path):
+            close = difflib.get_close_matches(self.dataset, known, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(
+                f"unknown dataset '{self.dataset}'.{hint} Configured datasets: {', '.join(known)}. "
+                f"For your own data, put RecBole atomic files at {expected}."
+            )
+        raise UsageError(
+            f"dataset '{self.dataset}' not found: expected the RecBole atomic file {expected}. "
+            f"Put it there, or pass --data_path=DIR where DIR/{self.dataset}/{self.dataset}.inter exists."
+        )

@@ -1,0 +1,1 @@
+"""The recommenders of this package; the lookup in ``recbole_diffurec.utils`` lists this module."""

@@ -1,0 +1,65 @@
+"""Train and evaluate one model on one dataset, as RecBole's ``run_recbole`` does, through our
+Config (plugin models, our YAML defaults, strict keys) and our trainer lookup."""
+import sys
+import time
+from logging import getLogger
+
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_logger, init_seed, set_color
+
+from recbole_diffurec.config import Config
+from recbole_diffurec.utils import get_model, get_trainer
+
+
+def format_results(result, metric_names=None):
+    """'HR@5 0.1234  HR@10 ...' with RecBole's lower-case metric keys, in a stable order."""
+    keys = metric_names or list(result)
+    return "  ".join(f"{k} {float(result[k]):.4f}" for k in keys if k in result)
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), saved=True):
+    """Train ``model`` on ``dataset``, select on validation, evaluate once on test.
+
+    Returns a dict with the best validation score and results, the test results, the checkpoint
+    path (None when ``saved`` is False), the number of trained epochs and the wall seconds spent
+    training and testing.
+    """
+    config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    logger = getLogger()
+    logger.info(" ".join(sys.argv))
+    logger.info(config)
+
+    dataset_obj = create_dataset(config)
+    logger.info(dataset_obj)
+    train_data, valid_data, test_data = data_preparation(config, dataset_obj)
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    logger.info(model_obj)
+
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    start = time.time()
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    train_seconds = time.time() - start
+    start = time.time()
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_seconds = time.time() - start
+
+    logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
+    logger.info(set_color("test result", "yellow") + f": {test_result}")
+    return {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "best_valid_score": best_valid_score,
+        "valid_score_bigger": config["valid_metric_bigger"],
+        "best_valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result),
+        "checkpoint": trainer.saved_model_file if saved else None,
+        "train_seconds": train_seconds,
+        "test_seconds": test_seconds,
+        "config": config,
+    }

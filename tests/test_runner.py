@@ -1,0 +1,142 @@
+"""The runner end to end on a tiny ml-100k slice, and every error a newcomer meets."""
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, tiny_args
+
+sys.path.insert(0, ROOT)
+import run_recbole_diffurec as runner  # noqa: E402
+
+METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
+
+
+def run_tiny(model, tiny_data, *extra):
+    from recbole_diffurec.quick_start import run
+
+    return run(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra))
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec", "BERT4Rec"])
+def test_recbole_models_end_to_end(model, tiny_data, workdir):
+    result = run_tiny(model, tiny_data)
+    for split in ("best_valid_result", "test_result"):
+        assert set(METRICS) <= set(result[split])
+        for m in METRICS:
+            value = float(result[split][m])
+            assert 0.0 <= value <= 1.0 and not math.isnan(value)
+        # HR@k and NDCG@k grow with k
+        assert result[split]["hit@5"] <= result[split]["hit@10"] <= result[split]["hit@20"]
+    assert os.path.isfile(result["checkpoint"])
+    # the slice, not RecBole's bundled copy, was used
+    assert result["config"]["data_path"] == os.path.join(tiny_data, "ml-100k")
+    assert result["config"]["MAX_ITEM_LIST_LENGTH"] == 10
+
+
+def test_same_seed_same_metrics(tiny_data, workdir):
+    a = run_tiny("SASRec", tiny_data, "--seed=7")
+    b = run_tiny("SASRec", tiny_data, "--seed=7")
+    assert a["test_result"] == b["test_result"]
+
+
+def test_config_files_and_overrides(tiny_data, workdir):
+    (workdir / "a.yaml").write_text("hidden_size: 12\ninner_size: 24\n")
+    (workdir / "b.yaml").write_text("hidden_size: 16\n")
+    from recbole_diffurec.config import Config
+
+    config = Config("SASRec", "ml-100k", ["a.yaml", "b.yaml"], None, [f"--data_path={tiny_data}", "--n_layers=3"])
+    assert config["hidden_size"] == 16  # later file wins
+    assert config["inner_size"] == 24
+    assert config["n_layers"] == 3  # command line wins over files
+    # the paper's protocol from properties/overall.yaml
+    assert config["eval_args"]["split"] == {"LS": "valid_and_test"}
+    assert config["eval_args"]["order"] == "TO" and config["eval_args"]["mode"] == {"valid": "full", "test": "full"}
+    assert config["topk"] == [5, 10, 20] and config["valid_metric"] == "NDCG@10"
+    assert config["train_neg_sample_args"]["distribution"] == "none" and config["loss_type"] == "CE"
+
+
+def test_default_data_paths(workdir):
+    from recbole_diffurec.config import DEFAULT_DATA_PATH, Config
+
+    config = Config("SASRec", "ml-100k")
+    assert config["data_path"].endswith(os.path.join("recbole", "dataset_example", "ml-100k"))
+    with pytest.raises(Exception) as e:
+        Config("SASRec", "amazon-beauty", cmd_args=["--data_path=" + str(workdir)])
+    assert os.path.join(str(workdir), "amazon-beauty", "amazon-beauty.inter") in str(e.value)
+    assert DEFAULT_DATA_PATH == os.path.join(ROOT, "dataset")
+
+
+def test_dataset_yamls_load(workdir, tiny_data):
+    """Every dataset YAML is valid and picked up (the shared files' header has no rating)."""
+    from recbole_diffurec.config import Config, dataset_names
+
+    assert {"ml-100k", "ml-1m", "amazon-beauty", "amazon-toys-games"} <= set(dataset_names())
+    for name in dataset_names():
+        folder = workdir / "d" / name
+        folder.mkdir(parents=True)
+        (folder / f"{name}.inter").write_text("user_id:token\titem_id:token\ttimestamp:float\n1\t1\t0\n")
+        config = Config("SASRec", name, cmd_args=[f"--data_path={workdir / 'd'}"])
+        assert config["load_col"] == {"inter": ["user_id", "item_id", "timestamp"]}
+        assert config["data_path"] == str(folder)
+
+
+def main_error(capsys, *argv):
+    code = runner.main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err
+    return err
+
+
+def test_unknown_model_lists_close_names(capsys, workdir):
+    err = main_error(capsys, "--model=SASRc")
+    assert "SASRec" in err
+    err = main_error(capsys, "--model=sasrec")
+    assert "did you mean 'SASRec'" in err
+
+
+def test_unknown_dataset(capsys, workdir):
+    err = main_error(capsys, "--model=SASRec", "--dataset=ml-1mm")
+    assert "unknown dataset 'ml-1mm'" in err and "ml-1m" in err
+
+
+def test_missing_dataset_names_the_file(capsys, workdir):
+    err = main_error(capsys, "--model=SASRec", "--dataset=ml-1m", f"--data_path={workdir}")
+    assert os.path.join(str(workdir), "ml-1m", "ml-1m.inter") in err and "--data_path" in err
+
+
+def test_config_file_errors(capsys, workdir):
+    err = main_error(capsys, "--config_files=nope.yaml")
+    assert "nope.yaml" in err and "does not exist" in err
+    (workdir / "bad.yaml").write_text("epochs: [1\n")
+    err = main_error(capsys, "--config_files=bad.yaml")
+    assert "bad.yaml" in err and "not valid YAML" in err
+    (workdir / "list.yaml").write_text("- 1\n- 2\n")
+    err = main_error(capsys, "--config_files=list.yaml")
+    assert "list.yaml" in err
+
+
+def test_misspelled_key(capsys, workdir):
+    err = main_error(capsys, "--model=SASRec", "--hiden_size=8")
+    assert "hiden_size" in err and "hidden_size" in err
+    (workdir / "typo.yaml").write_text("lr_stepsize: 30\n")
+    err = main_error(capsys, "--config_files=typo.yaml")
+    assert "lr_step_size" in err
+
+
+def test_malformed_argument(capsys, workdir):
+    err = main_error(capsys, "--model=SASRec", "--epochs", "3")
+    assert "--key=value" in err
+
+
+def test_cli_exit_code_and_one_line(workdir):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "run_recbole_diffurec.py"), "--model=NoSuchModel"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown model 'NoSuchModel'")
+    assert "Traceback" not in proc.stderr
