@@ -1,0 +1,113 @@
+"""Gaussian diffusion over item embeddings: forward process, posterior, reverse step and loop.
+
+Network-free (MODEL_SPEC sections 1 and 2): the reverse process takes a denoising callable
+``denoise_fn(x_t, t_scaled) -> pred_xstart`` and knows nothing of the model. Names follow
+improved-diffusion / DiffuRec so the two can be read side by side.
+
+Shapes: B batch, H hidden, T diffusion steps; t is a LongTensor [B] in {0..T-1}.
+"""
+import torch
+from torch import nn
+
+
+def extract(coef, t, x):
+    """coef[t] broadcast to the shape of ``x``: [T] -> [B, 1, ..., 1]."""
+    return coef[t].view(-1, *([1] * (x.dim() - 1)))
+
+
+def offset_noise(shape, strength, generator=None, device=None):
+    """eps = z + strength * o: z ~ N(0, I) per element, o ~ N(0, 1) one scalar per sample
+    (Eq. 17 of DiffuRecSys; the "offset noise" of image diffusion). strength 0 gives plain z."""
+    noise = torch.randn(shape, generator=generator, device=device)
+    if strength:
+        offset = torch.randn(shape[0], *([1] * (len(shape) - 1)), generator=generator, device=device)
+        noise = noise + strength * offset
+    return noise
+
+
+class GaussianDiffusion(nn.Module):
+    """DDPM with an x_0-predicting ("START_X") network and fixed-large reverse variance.
+
+    Args:
+        betas: float64 tensor [T] (see ``schedules.get_named_beta_schedule``).
+        rescale_timesteps: feed the network t * 1000 / T instead of t (DiffuRec does).
+    """
+
+    def __init__(self, betas, rescale_timesteps=True):
+        super().__init__()
+        betas = torch.as_tensor(betas, dtype=torch.float64)
+        assert betas.dim() == 1 and (betas > 0).all() and (betas <= 1).all(), "betas must be 1-D in (0, 1]"
+        self.num_timesteps = int(betas.shape[0])
+        self.rescale_timesteps = rescale_timesteps
+
+        alphas = 1.0 - betas
+        alphas_cumprod = torch.cumprod(alphas, dim=0)
+        alphas_cumprod_prev = torch.cat([torch.ones(1, dtype=torch.float64), alphas_cumprod[:-1]])
+
+        # forward process q(x_t | x_0)
+        sqrt_alphas_cumprod = alphas_cumprod.sqrt()
+        sqrt_one_minus_alphas_cumprod = (1.0 - alphas_cumprod).sqrt()
+        # posterior q(x_{t-1} | x_t, x_0)
+        posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+        posterior_mean_coef1 = betas * alphas_cumprod_prev.sqrt() / (1.0 - alphas_cumprod)
+        posterior_mean_coef2 = (1.0 - alphas_cumprod_prev) * alphas.sqrt() / (1.0 - alphas_cumprod)
+        # reverse p(x_{t-1} | x_t): "fixed large" variance, beta_t, with the posterior variance at
+        # t = 1 in place of beta_0 (improved-diffusion, DiffuRec); unused at t = 0 (no noise there)
+        model_log_variance = torch.log(torch.cat([posterior_variance[1:2], betas[1:]]))
+
+        for name, value in (
+            ("betas", betas),
+            ("alphas_cumprod", alphas_cumprod),
+            ("alphas_cumprod_prev", alphas_cumprod_prev),
+            ("sqrt_alphas_cumprod", sqrt_alphas_cumprod),
+            ("sqrt_one_minus_alphas_cumprod", sqrt_one_minus_alphas_cumprod),
+            ("posterior_variance", posterior_variance),
+            ("posterior_mean_coef1", posterior_mean_coef1),
+            ("posterior_mean_coef2", posterior_mean_coef2),
+            ("model_log_variance", model_log_variance),
+        ):
+            # computed in float64, stored float32; not in state_dict: they follow from the config
+            self.register_buffer(name, value.float(), persistent=False)
+
+    def scale_timesteps(self, t):
+        """What the network sees of t: t * 1000 / T (float) if rescaling, else t."""
+        return t.float() * (1000.0 / self.num_timesteps) if self.rescale_timesteps else t.float()
+
+    def sample_timesteps(self, batch_size, device=None, generator=None):
+        """Uniform t in {0..T-1}. (DiffuRec's "lossaware" sampler is never fed losses: uniform too.)"""
+        return torch.randint(0, self.num_timesteps, (batch_size,), device=device, generator=generator)
+
+    def q_sample(self, x_start, t, noise):
+        """x_t ~ q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I), given the noise."""
+        assert noise.shape == x_start.shape
+        return extract(self.sqrt_alphas_cumprod, t, x_start) * x_start + extract(
+            self.sqrt_one_minus_alphas_cumprod, t, x_start
+        ) * noise
+
+    def q_posterior_mean_variance(self, x_start, x_t, t):
+        """Mean and variance of the posterior q(x_{t-1} | x_t, x_0)."""
+        assert x_start.shape == x_t.shape
+        mean = extract(self.posterior_mean_coef1, t, x_t) * x_start + extract(self.posterior_mean_coef2, t, x_t) * x_t
+        return mean, extract(self.posterior_variance, t, x_t)
+
+    def p_mean_variance(self, denoise_fn, x_t, t):
+        """pred_xstart = denoise_fn(x_t, scaled t); the reverse mean is the posterior mean at it."""
+        pred_xstart = denoise_fn(x_t, self.scale_timesteps(t))
+        mean, _ = self.q_posterior_mean_variance(pred_xstart, x_t, t)
+        return mean, extract(self.model_log_variance, t, x_t), pred_xstart
+
+    def p_sample(self, denoise_fn, x_t, t, noise=None, generator=None):
+        """One reverse step x_t -> x_{t-1} = mean + exp(logvar / 2) z, with z = 0 where t == 0."""
+        mean, log_variance, _ = self.p_mean_variance(denoise_fn, x_t, t)
+        if noise is None:
+            noise = torch.randn(x_t.shape, generator=generator, device=x_t.device)
+        nonzero = (t != 0).float().view(-1, *([1] * (x_t.dim() - 1)))
+        return mean + nonzero * torch.exp(0.5 * log_variance) * noise
+
+    def p_sample_loop(self, denoise_fn, x_T, generator=None):
+        """The whole reverse process from x_T (e.g. N(0, I)) through t = T-1 .. 0; returns x_0."""
+        x = x_T
+        for i in reversed(range(self.num_timesteps)):
+            t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
+            x = self.p_sample(denoise_fn, x, t, generator=generator)
+        return x

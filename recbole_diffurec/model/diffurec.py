@@ -1,0 +1,140 @@
+"""DiffuRec (Li, Sun, Li, ACM TOIS 2023) as a RecBole sequential recommender.
+
+Shapes: B batch, L history length (trimmed to the batch's longest), H hidden, N items (+1 for
+the padding id 0), T diffusion steps.
+"""
+import torch
+from recbole.model.abstract_recommender import SequentialRecommender
+from recbole.utils import InputType
+from torch import nn
+
+from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedule, offset_noise
+from recbole_diffurec.layers import DiffuRecApproximator
+from recbole_diffurec.model.base import read_config
+
+
+class DiffuRec(SequentialRecommender):
+    r"""DiffuRec: the target item's embedding is diffused with Gaussian noise; a transformer
+    approximator conditioned on the history reconstructs it (x_0 prediction); at inference a
+    reverse process from N(0, I) yields x_0, ranked against all item embeddings by inner product.
+
+    NOTE:
+        Deviations from the reference code (github WHUIR/DiffuRec), all on purpose
+        (MODEL_SPEC sections 4-6):
+
+        1. Attention masks padded *keys*. The reference masks padded query rows, so real items
+           attend to padding and results depend on the amount of padding.
+        2. RecBole pads on the right: the output is read at ``item_seq_len - 1`` (the reference
+           reads position -1 of left-padded sequences), and each batch is cut to its longest real
+           sequence (``trim_padding``); with keys masked, this changes no score.
+        3. Timesteps are sampled uniformly. The reference builds a "lossaware" sampler that is never
+           given losses and therefore samples uniformly too: same behaviour, no dead code.
+        4. Evaluation is RecBole's (full ranking without the padding id, per-user means, test
+           metrics at the epoch selected on validation), not the reference's per-batch means and
+           per-metric maximum over epochs.
+        5. Schedule coefficients are computed in float64 with torch rather than numpy, and kept as
+           buffers (they follow ``.to(device)``) outside the state dict.
+        6. ``offset_noise_strength`` (default 0: off, i.e. the reference) adds DiffuRecSys's
+           per-sample offset noise to training; ``use_position_embedding`` (default off, as the
+           reference, whose position table is never used) adds a learned position embedding.
+
+        Kept as the reference: item embeddings with PyTorch's N(0, 1) init (their scale against
+        unit noise sets the signal-to-noise ratio), embedding dropout then LayerNorm on the
+        history, no causal mask, lambda ~ N(mu, mu) drawn at every approximator call, fixed-large
+        reverse variance with no noise at t = 0, cross-entropy over all ids as the only loss.
+    """
+
+    input_type = InputType.POINTWISE
+    CONFIG_KEYS = (
+        "hidden_size",
+        "n_layers",
+        "n_heads",
+        "dropout_prob",
+        "emb_dropout",
+        "lambda_uncertainty",
+        "diffusion_steps",
+        "noise_schedule",
+        "rescale_timesteps",
+        "offset_noise_strength",
+        "use_position_embedding",
+        "trim_padding",
+    )
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        # parameters
+        p = read_config(config, self.CONFIG_KEYS, type(self).__name__)
+        self.hidden_size = p["hidden_size"]
+        self.n_layers = p["n_layers"]
+        self.n_heads = p["n_heads"]
+        self.dropout_prob = p["dropout_prob"]
+        self.lambda_uncertainty = p["lambda_uncertainty"]
+        self.offset_noise_strength = p["offset_noise_strength"]
+        self.trim_padding = p["trim_padding"]
+
+        # layers
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)  # N(0, 1) init, kept
+        self.position_embedding = (
+            nn.Embedding(self.max_seq_length, self.hidden_size) if p["use_position_embedding"] else None
+        )
+        self.emb_dropout = nn.Dropout(p["emb_dropout"])
+        self.emb_norm = nn.LayerNorm(self.hidden_size, eps=1e-12)
+        self.diffusion = GaussianDiffusion(
+            get_named_beta_schedule(p["noise_schedule"], p["diffusion_steps"]), p["rescale_timesteps"]
+        )
+        self.approximator = self.build_approximator()
+        self.loss_fct = nn.CrossEntropyLoss()
+
+    def build_approximator(self):
+        return DiffuRecApproximator(
+            self.hidden_size, self.n_layers, self.n_heads, self.dropout_prob, self.lambda_uncertainty
+        )
+
+    # ----- history -----
+    def encode_history(self, item_seq, item_seq_len):
+        """Embedded history, key mask and last index: ([B, L, H], bool [B, L], [B])."""
+        if self.trim_padding:
+            item_seq = item_seq[:, : int(item_seq_len.max())]
+        seq_emb = self.item_embedding(item_seq)  # [B, L, H]
+        if self.position_embedding is not None:
+            positions = torch.arange(item_seq.shape[1], device=item_seq.device)
+            seq_emb = seq_emb + self.position_embedding(positions)
+        seq_emb = self.emb_norm(self.emb_dropout(seq_emb))
+        return seq_emb, item_seq > 0, item_seq_len - 1
+
+    def forward(self, item_seq, item_seq_len, x_t, t):
+        """pred_xstart [B, H] from x_t [B, H] at steps t [B] (unscaled), given the history."""
+        seq_emb, key_mask, last = self.encode_history(item_seq, item_seq_len)
+        return self.approximator(seq_emb, key_mask, x_t, self.diffusion.scale_timesteps(t), last)
+
+    # ----- training -----
+    def calculate_loss(self, interaction):
+        item_seq = interaction[self.ITEM_SEQ]
+        item_seq_len = interaction[self.ITEM_SEQ_LEN]
+        pos_items = interaction[self.POS_ITEM_ID]
+        x_start = self.item_embedding(pos_items)  # [B, H]
+        t = self.diffusion.sample_timesteps(x_start.shape[0], x_start.device)
+        noise = offset_noise(x_start.shape, self.offset_noise_strength, device=x_start.device)
+        x_t = self.diffusion.q_sample(x_start, t, noise)  # [B, H]
+        pred_xstart = self.forward(item_seq, item_seq_len, x_t, t)
+        logits = pred_xstart @ self.item_embedding.weight.T  # [B, N+1]
+        return self.loss_fct(logits, pos_items)
+
+    # ----- inference -----
+    def sample_xstart(self, item_seq, item_seq_len, generator=None):
+        """The reverse process from x_T ~ N(0, I) to x_0 [B, H], the history encoded once."""
+        seq_emb, key_mask, last = self.encode_history(item_seq, item_seq_len)
+
+        def denoise(x_t, t_scaled):
+            return self.approximator(seq_emb, key_mask, x_t, t_scaled, last, generator=generator)
+
+        x_T = torch.randn(seq_emb.shape[0], self.hidden_size, device=seq_emb.device, generator=generator)
+        return self.diffusion.p_sample_loop(denoise, x_T, generator=generator)
+
+    def full_sort_predict(self, interaction):
+        x_start = self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return x_start @ self.item_embedding.weight.T  # [B, N+1]
+
+    def predict(self, interaction):
+        x_start = self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
+        return (x_start * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)  # [B]
