@@ -16,7 +16,8 @@ The route chosen keeps numpy 2 (what researchers have today) with ``pandas<3`` a
    torch's safe default.
 3. ``import recbole.quick_start`` imports ray, whose 2.6.3 imports ``pkg_resources`` (shipped by
    ``setuptools<81``, declared as a dependency) and warns that it is deprecated; RecBole's trainer
-   uses the deprecated ``torch.cuda.amp.GradScaler``. Those two warnings are silenced.
+   uses the deprecated ``torch.cuda.amp.GradScaler``; pandas 2 announces that RecBole's in-place
+   ``fillna`` breaks under pandas 3 (hence the pin). Those three warnings are silenced.
 """
 import functools
 import sys
@@ -68,6 +69,9 @@ def _patch_torch_load():
 
 def _silence_known_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    # pandas 2.x announces that RecBole's in-place fillna on a column will stop working in pandas 3
+    # (why pandas<3 is pinned); with pandas 2 it works.
+    warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)
     # RecBole's trainer builds torch.cuda.amp.GradScaler, deprecated since torch 2.4 (still works).
     warnings.filterwarnings("ignore", message=r"`torch.cuda.amp.GradScaler", category=FutureWarning)
 
