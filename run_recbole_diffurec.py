@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-DEFAULT_MODEL = "SASRec"
+DEFAULT_MODEL = "DiffuRecSys"
 DEFAULT_DATASET = "ml-100k"
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO = os.path.join(HERE, "properties", "demo.yaml")

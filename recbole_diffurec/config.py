@@ -2,7 +2,8 @@
 
 Order of the defaults (later wins), then the user's input on top:
 RecBole's own YAMLs (overall, model, dataset, quick-start) < ``properties/overall.yaml`` <
-``properties/model/<Model>.yaml`` < ``properties/dataset/<dataset>.yaml`` < ``--config_files`` <
+``properties/model/<Class>.yaml`` for each class of the model, base first (DiffuRecSys starts from
+DiffuRec.yaml) < ``properties/dataset/<dataset>.yaml`` < ``--config_files`` <
 ``config_dict`` < ``--key=value``.
 
 What RecBole accepts silently and we reject with a one-line ``UsageError``: a key that no YAML
@@ -132,9 +133,10 @@ class Config(RecBoleConfig):
     # ----- defaults -----
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
+        model_yamls = [os.path.join(PROPERTIES, "model", cls.__name__ + ".yaml") for cls in reversed(model_class.__mro__)]
         for path in (
             os.path.join(PROPERTIES, "overall.yaml"),
-            os.path.join(PROPERTIES, "model", model + ".yaml"),
+            *model_yamls,
             os.path.join(PROPERTIES, "dataset", dataset + ".yaml"),
         ):
             if os.path.isfile(path):

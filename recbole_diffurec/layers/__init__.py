@@ -1,5 +1,5 @@
 """Network pieces: no config, no schedule."""
-from recbole_diffurec.layers.approximator import DiffuRecApproximator
+from recbole_diffurec.layers.approximator import CrossAttentionBlock, DiffuRecApproximator, DiffuRecSysApproximator
 from recbole_diffurec.layers.transformer import (
     FeedForward,
     MultiHeadAttention,
@@ -10,7 +10,9 @@ from recbole_diffurec.layers.transformer import (
 )
 
 __all__ = [
+    "CrossAttentionBlock",
     "DiffuRecApproximator",
+    "DiffuRecSysApproximator",
     "FeedForward",
     "MultiHeadAttention",
     "PreNormResidual",

@@ -8,7 +8,12 @@ item: RecBole pads on the right, so it is item_seq_len - 1).
 import torch
 from torch import nn
 
-from recbole_diffurec.layers.transformer import TimestepEmbedder, TransformerBlock
+from recbole_diffurec.layers.transformer import (
+    MultiHeadAttention,
+    PreNormResidual,
+    TimestepEmbedder,
+    TransformerBlock,
+)
 
 
 class DiffuRecApproximator(nn.Module):
@@ -23,9 +28,12 @@ class DiffuRecApproximator(nn.Module):
         super().__init__()
         self.lambda_uncertainty = lambda_uncertainty
         self.t_embedder = TimestepEmbedder(hidden_size)
-        self.blocks = nn.ModuleList([TransformerBlock(hidden_size, n_heads, dropout) for _ in range(n_layers)])
+        self.blocks = nn.ModuleList([self.build_block(hidden_size, n_heads, dropout) for _ in range(n_layers)])
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden_size, eps=1e-12)
+
+    def build_block(self, hidden_size, n_heads, dropout):
+        return TransformerBlock(hidden_size, n_heads, dropout)
 
     def sample_lambda(self, shape, device, generator=None):
         mu = self.lambda_uncertainty
@@ -43,3 +51,37 @@ class DiffuRecApproximator(nn.Module):
         cond = x_t + self.t_embedder(t)  # [B, H]
         h = self.norm(self.dropout(self.encode(seq_emb, key_mask, cond, generator)))  # [B, L, H]
         return h[torch.arange(h.shape[0], device=h.device), last]  # [B, H]
+
+
+class CrossAttentionBlock(nn.Module):
+    """DiffuRecSys block (Eq. 16), each sublayer pre-LN with a residual:
+    h += CrossAttn(query, LN(h)) (one query per sample, its result broadcast to every position),
+    then the self-attention and feed-forward sublayers of a TransformerBlock."""
+
+    def __init__(self, hidden_size, n_heads, dropout):
+        super().__init__()
+        self.cross_attention = MultiHeadAttention(hidden_size, n_heads, dropout)
+        self.cross_attention_sublayer = PreNormResidual(hidden_size, dropout)
+        self.block = TransformerBlock(hidden_size, n_heads, dropout)
+
+    def forward(self, h, key_mask, query):
+        # query [B, 1, H] attends to the (normalised) real items of h; [B, 1, H] + [B, L, H]
+        h = self.cross_attention_sublayer(h, lambda x: self.cross_attention(query, x, key_mask))
+        return self.block(h, key_mask)
+
+
+class DiffuRecSysApproximator(DiffuRecApproximator):
+    """The noised target conditions the history through cross-attention in every block instead of
+    being added to it (DiffuRecSys Eq. 16). Blocks are chained; lambda ~ N(mu, mu) scales the
+    single query, one draw [B, 1, H] per call."""
+
+    def build_block(self, hidden_size, n_heads, dropout):
+        return CrossAttentionBlock(hidden_size, n_heads, dropout)
+
+    def encode(self, seq_emb, key_mask, cond, generator=None):
+        B, _, H = seq_emb.shape
+        query = self.sample_lambda((B, 1, H), seq_emb.device, generator) * cond.unsqueeze(1)  # [B, 1, H]
+        h = seq_emb
+        for block in self.blocks:
+            h = block(h, key_mask, query)  # each block takes the previous block's output
+        return h

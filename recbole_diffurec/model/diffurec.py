@@ -36,7 +36,9 @@ class DiffuRec(SequentialRecommender):
            buffers (they follow ``.to(device)``) outside the state dict.
         6. ``offset_noise_strength`` (default 0: off, i.e. the reference) adds DiffuRecSys's
            per-sample offset noise to training; ``use_position_embedding`` (default off, as the
-           reference, whose position table is never used) adds a learned position embedding.
+           reference, whose position table is never used) adds a learned position embedding;
+           ``n_ensemble`` (default 1, the reference) averages several reverse runs
+           (DiffuRecSys Algorithm 3), batched as one pass.
 
         Kept as the reference: item embeddings with PyTorch's N(0, 1) init (their scale against
         unit noise sets the signal-to-noise ratio), embedding dropout then LayerNorm on the
@@ -58,6 +60,7 @@ class DiffuRec(SequentialRecommender):
         "offset_noise_strength",
         "use_position_embedding",
         "trim_padding",
+        "n_ensemble",
     )
 
     def __init__(self, config, dataset):
@@ -71,6 +74,7 @@ class DiffuRec(SequentialRecommender):
         self.lambda_uncertainty = p["lambda_uncertainty"]
         self.offset_noise_strength = p["offset_noise_strength"]
         self.trim_padding = p["trim_padding"]
+        self.n_ensemble = p["n_ensemble"]
 
         # layers
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)  # N(0, 1) init, kept
@@ -121,15 +125,24 @@ class DiffuRec(SequentialRecommender):
         return self.loss_fct(logits, pos_items)
 
     # ----- inference -----
-    def sample_xstart(self, item_seq, item_seq_len, generator=None):
-        """The reverse process from x_T ~ N(0, I) to x_0 [B, H], the history encoded once."""
+    def sample_members(self, item_seq, item_seq_len, n_ensemble=1, generator=None):
+        """x_0 [n, B, H] of ``n_ensemble`` independent reverse processes from x_T ~ N(0, I),
+        batched as one pass over n * B rows; the history is embedded once."""
         seq_emb, key_mask, last = self.encode_history(item_seq, item_seq_len)
+        B = seq_emb.shape[0]
+        if n_ensemble > 1:
+            seq_emb, key_mask, last = seq_emb.repeat(n_ensemble, 1, 1), key_mask.repeat(n_ensemble, 1), last.repeat(n_ensemble)
 
         def denoise(x_t, t_scaled):
             return self.approximator(seq_emb, key_mask, x_t, t_scaled, last, generator=generator)
 
-        x_T = torch.randn(seq_emb.shape[0], self.hidden_size, device=seq_emb.device, generator=generator)
-        return self.diffusion.p_sample_loop(denoise, x_T, generator=generator)
+        x_T = torch.randn(n_ensemble * B, self.hidden_size, device=seq_emb.device, generator=generator)
+        return self.diffusion.p_sample_loop(denoise, x_T, generator=generator).view(n_ensemble, B, self.hidden_size)
+
+    def sample_xstart(self, item_seq, item_seq_len, generator=None):
+        """x_0 [B, H]: the mean over ``n_ensemble`` reverse runs. Scores are linear in x_0, so
+        ranking by the mean x_0 is ranking by the mean score (DiffuRecSys Algorithm 3)."""
+        return self.sample_members(item_seq, item_seq_len, self.n_ensemble, generator).mean(0)
 
     def full_sort_predict(self, interaction):
         x_start = self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])

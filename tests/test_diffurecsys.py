@@ -1,0 +1,164 @@
+"""DiffuRecSys: cross-attention approximator, offset noise, ablation rows, ensemble inference."""
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+
+from conftest import tiny_args
+from recbole_diffurec.config import Config
+from recbole_diffurec.layers import DiffuRecSysApproximator
+from recbole_diffurec.model import DiffuRec, DiffuRecSys, DiffuRecSysV1
+from recbole_diffurec.quick_start import run
+from recbole_diffurec.utils import get_model
+
+SMALL = ("--diffusion_steps=4", "--n_heads=2")
+METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
+B, L, H = 4, 6, 16
+LENGTHS = torch.tensor([6, 2, 1, 4])
+
+
+def build(tiny_data, model="DiffuRecSys", *extra):
+    config = Config(model, "ml-100k", cmd_args=tiny_args(tiny_data, *SMALL, *extra))
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    return config, get_model(model)(config, train._dataset), train, test
+
+
+def history(length=L, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, length, H, generator=g), torch.arange(length)[None, :] < LENGTHS[:, None]
+
+
+def test_ablation_rows_by_name_and_config(workdir):
+    base = Config("DiffuRec", "ml-100k")
+    v1 = Config("DiffuRecSysV1", "ml-100k")
+    v2 = Config("DiffuRecSys", "ml-100k")
+    assert base["offset_noise_strength"] == 0.0
+    assert v1["offset_noise_strength"] == 0.0
+    assert v2["offset_noise_strength"] == 0.1
+    # every other key is inherited from DiffuRec.yaml
+    for key in ("hidden_size", "diffusion_steps", "lr_step_size", "n_ensemble", "lambda_uncertainty"):
+        assert base[key] == v1[key] == v2[key]
+    # V1 by config
+    assert Config("DiffuRecSys", "ml-100k", cmd_args=["--offset_noise_strength=0"])["offset_noise_strength"] == 0
+    assert issubclass(DiffuRecSys, DiffuRec) and issubclass(DiffuRecSysV1, DiffuRecSys)
+
+
+def test_cross_attention_shapes_chaining_and_padding():
+    approx = DiffuRecSysApproximator(H, n_layers=3, n_heads=4, dropout=0.1, lambda_uncertainty=0.5).eval()
+    seq_emb, key_mask = history()
+    x_t, t = torch.randn(B, H), torch.tensor([0.0, 250.0, 500.0, 750.0])
+
+    def out(seq, mask, seed=1):
+        return approx(seq, mask, x_t, t, LENGTHS - 1, generator=torch.Generator().manual_seed(seed))
+
+    ref = out(seq_emb, key_mask)
+    assert ref.shape == (B, H)
+    # padded items change nothing (lambda is [B, 1, H]: the same draw whatever the length)
+    garbage = seq_emb.clone()
+    garbage[~key_mask] = 50 * torch.randn(int((~key_mask).sum()), H)
+    assert torch.allclose(out(garbage, key_mask), ref, atol=1e-5)
+    # nor does extra trailing padding
+    longer = torch.cat([seq_emb, torch.randn(B, 4, H)], 1)
+    longer_mask = torch.cat([key_mask, torch.zeros(B, 4, dtype=torch.bool)], 1)
+    assert torch.allclose(out(longer, longer_mask), ref, atol=1e-5)
+    # blocks are chained: the first block's weights change the output (the repository's bug
+    # would make only the last block count)
+    with torch.no_grad():
+        approx.blocks[0].block.feed_forward.fc2.weight.add_(torch.randn(H, 4 * H))  # not a constant: LN removes that
+    assert not torch.allclose(out(seq_emb, key_mask), ref, atol=1e-4)
+
+
+def test_x_t_reaches_output_through_cross_attention():
+    approx = DiffuRecSysApproximator(H, n_layers=2, n_heads=2, dropout=0.0, lambda_uncertainty=1.0).eval()
+    seq_emb, key_mask = history()
+    t = torch.zeros(B)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    a = approx(seq_emb, key_mask, torch.zeros(B, H), t, LENGTHS - 1, generator=g())
+    b = approx(seq_emb, key_mask, 3 * torch.randn(B, H), t, LENGTHS - 1, generator=g())
+    assert not torch.allclose(a, b)
+
+
+def test_every_block_receives_gradient():
+    approx = DiffuRecSysApproximator(H, n_layers=3, n_heads=4, dropout=0.1, lambda_uncertainty=0.01).train()
+    seq_emb, key_mask = history()
+    out = approx(seq_emb, key_mask, torch.randn(B, H), torch.full((B,), 100.0), LENGTHS - 1)
+    out.pow(2).sum().backward()
+    for name, param in approx.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def _loss_with_seed(model, interaction, seed):
+    torch.manual_seed(seed)
+    return model.calculate_loss(interaction)
+
+
+def test_offset_zero_is_the_standard_noise_path(tiny_data, workdir):
+    _, model, train, _ = build(tiny_data, "DiffuRecSys", "--offset_noise_strength=0")
+    model.eval()  # no dropout: the loss is a function of the random draws only
+    batch = next(iter(train))
+    loss0 = _loss_with_seed(model, batch, 3)
+    # the same draws with the noise made by hand from plain N(0, I)
+    captured = {}
+    original = model.diffusion.q_sample
+
+    def spy(x_start, t, noise):
+        captured["noise"] = noise
+        return original(x_start, t, noise)
+
+    model.diffusion.q_sample = spy
+    assert torch.equal(_loss_with_seed(model, batch, 3), loss0)
+    torch.manual_seed(3)
+    t = model.diffusion.sample_timesteps(len(batch))
+    assert torch.equal(captured["noise"], torch.randn(len(batch), model.hidden_size))
+    # a positive strength changes the loss under the same seed
+    model.offset_noise_strength = 0.5
+    model.diffusion.q_sample = original
+    assert not torch.equal(_loss_with_seed(model, batch, 3), loss0)
+    assert t.shape == (len(batch),)
+
+
+def test_offset_noise_is_training_only(tiny_data, workdir):
+    _, model, _, test = build(tiny_data, "DiffuRecSys", "--offset_noise_strength=5.0")
+    model.eval()
+    interaction = next(iter(test))[0]
+    torch.manual_seed(0)
+    a = model.full_sort_predict(interaction)
+    model.offset_noise_strength = 0.0
+    torch.manual_seed(0)
+    b = model.full_sort_predict(interaction)
+    assert torch.equal(a, b)
+
+
+def test_ensemble_is_the_mean_of_independent_runs(tiny_data, workdir):
+    _, model, _, test = build(tiny_data, "DiffuRecSys", "--n_ensemble=4")
+    model.eval()
+    interaction = next(iter(test))[0]
+    seq, seq_len = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        members = model.sample_members(seq, seq_len, 4, torch.Generator().manual_seed(9))
+        assert members.shape == (4, len(interaction), model.hidden_size)
+        member_scores = members @ model.item_embedding.weight.T  # [4, B, N+1]
+        # the runs are independent draws
+        assert not torch.allclose(member_scores[0], member_scores[1])
+        x0 = model.sample_xstart(seq, seq_len, torch.Generator().manual_seed(9))
+    assert torch.allclose(x0 @ model.item_embedding.weight.T, member_scores.mean(0), atol=1e-4)
+
+
+def test_ensemble_of_one_is_a_single_run(tiny_data, workdir):
+    _, model, _, test = build(tiny_data, "DiffuRecSys")
+    model.eval()
+    interaction = next(iter(test))[0]
+    seq, seq_len = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN]
+    with torch.no_grad():
+        one = model.sample_members(seq, seq_len, 1, torch.Generator().manual_seed(2))[0]
+        x0 = model.sample_xstart(seq, seq_len, torch.Generator().manual_seed(2))
+    assert torch.equal(one, x0)
+
+
+@pytest.mark.parametrize("model", ["DiffuRec", "DiffuRecSysV1", "DiffuRecSys"])
+def test_variants_end_to_end(model, tiny_data, workdir):
+    result = run(model, "ml-100k", cmd_args=tiny_args(tiny_data, *SMALL, "--n_ensemble=2"))
+    assert result["model"] == model
+    for split in ("best_valid_result", "test_result"):
+        for m in METRICS:
+            assert 0.0 <= float(result[split][m]) <= 1.0
