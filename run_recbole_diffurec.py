@@ -4,6 +4,13 @@
     python run_recbole_diffurec.py --model=SASRec --dataset=ml-1m --data_path=../datasets
     python run_recbole_diffurec.py -m GRU4Rec -d ml-100k --config_files="a.yaml b.yaml" --epochs=5
 
+Compare several models, datasets and seeds (tables of the DiffuRecSys paper, resumable):
+
+    python run_recbole_diffurec.py --models=DiffuRec,DiffuRecSys,SASRec --datasets=ml-1m,amazon-beauty \
+        --seeds=1,2,3,4,5 --out=results/paper --data_path=/path/to/datasets
+    python run_recbole_diffurec.py --tables=results/paper --baseline=DiffuRec   # rebuild tables only
+    python run_recbole_diffurec.py --case_study=saved/DiffuRecSys-....pth --out=results/case  # section 6.5
+
 Any other ``--key=value`` is a RecBole or model config key (see properties/); unknown keys are an
 error. With no arguments at all, the demo budget in properties/demo.yaml is added so that the run
 ends in minutes on a laptop CPU; with any argument, the full defaults (the paper's settings) apply.
@@ -20,12 +27,53 @@ METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # no abbreviations: --seed (a RecBole key) must not be read as --seeds, nor --data as --data_path
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     parser.add_argument("--model", "-m", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     parser.add_argument("--dataset", "-d", default=DEFAULT_DATASET, help=f"dataset name (default {DEFAULT_DATASET})")
     parser.add_argument("--config_files", default=None, help="YAML files, separated by spaces")
     parser.add_argument("--data_path", default=None, help="folder holding DATASET/DATASET.inter (default: dataset/)")
+    compare = parser.add_argument_group("compare (any of --models/--datasets/--seeds)")
+    compare.add_argument("--models", default=None, help="comma-separated model names")
+    compare.add_argument("--datasets", default=None, help="comma-separated dataset names")
+    compare.add_argument("--seeds", default=None, help="comma-separated seeds (default: 2020)")
+    compare.add_argument("--out", default="results/compare", help="folder of run records, checkpoints and tables")
+    compare.add_argument("--baseline", default=None, help="model the t-tests compare against (default DiffuRec)")
+    compare.add_argument("--force", action="store_true", help="rerun finished runs")
+    compare.add_argument("--tables", default=None, metavar="OUT", help="only rebuild the tables of OUT")
+    case = parser.add_argument_group("case study of a checkpoint (writes to --out)")
+    case.add_argument("--case_study", default=None, metavar="CHECKPOINT", help="a .pth saved by a run")
+    case.add_argument("--ensemble", type=int, default=4, help="n_ensemble compared with a single run (default 4)")
     return parser.parse_known_args(argv)
+
+
+def compare(args, config_files, config_dict, rest):
+    from recbole_diffurec import UsageError
+    from recbole_diffurec.experiments import build_tables, run_grid
+
+    if any(a.startswith("--seed=") for a in rest):
+        raise UsageError("use --seeds=... (comma-separated) in compare mode, not --seed.")
+    split = lambda text, default: [x for x in (text or default).split(",") if x]  # noqa: E731
+    models, datasets = split(args.models, args.model), split(args.datasets, args.dataset)
+    try:
+        seeds = [int(s) for s in split(args.seeds, "2020")]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, not '{args.seeds}'.") from None
+    # every model and dataset is checked before the first run starts
+    from recbole_diffurec.config import Config
+
+    for dataset in datasets:
+        for model in models:
+            Config(model, dataset, config_files, config_dict, rest)
+    records = run_grid(models, datasets, seeds, args.out, config_files, config_dict, rest, force=args.force)
+    failed = [r for r in records if r["status"] != "ok"]
+    tables = build_tables(args.out, args.baseline)
+    for name, text in tables.items():
+        print(f"\n{name}\n{text}")
+    print(f"\n{len(records) - len(failed)} of {len(records)} runs finished; records, checkpoints and tables in {args.out}")
+    return 1 if failed else 0
 
 
 def print_results(result):
@@ -49,6 +97,28 @@ def main(argv=None):
     from recbole_diffurec.quick_start import run
 
     try:
+        if args.tables:
+            from recbole_diffurec.experiments import build_tables
+
+            try:
+                tables = build_tables(args.tables, args.baseline)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            for name, text in tables.items():
+                print(f"\n{name}\n{text}")
+            return 0
+        if args.case_study:
+            from recbole_diffurec.case_study import case_study
+
+            if not os.path.isfile(args.case_study):
+                raise UsageError(f"checkpoint '{args.case_study}' does not exist.")
+            out = args.out if args.out != "results/compare" else "results/case_study"
+            case_study(args.case_study, out, args.ensemble)
+            print(open(os.path.join(out, "case_study.md")).read())
+            print(f"case study of {args.case_study} written to {out} (case_study.md/.csv/.json, tsne.png)")
+            return 0
+        if args.models or args.datasets or args.seeds:
+            return compare(args, config_files, config_dict, rest)
         result = run(args.model, args.dataset, config_files, config_dict, cmd_args=rest)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,155 @@
+"""Case study of a trained checkpoint (DiffuRecSys paper section 6.5).
+
+For every test user: the rank of the test item among all items (full ranking, padding id
+excluded, as RecBole ranks). From those ranks, HR/NDCG@5/10/20 for
+- head items (the 20% most frequent items in the training split) against long-tail items,
+- five groups of users by the percentile of their history length (interactions before the test item),
+each for a single reverse run and for ``n_ensemble`` averaged runs (Algorithm 3) where the model is a
+diffusion model; and a t-SNE picture of the reversed target representations x_0 coloured by
+history-length group (Figure 6). Written to OUT: ``case_study.md``, ``case_study.csv``,
+``case_study.json`` and ``tsne.png``.
+"""
+import csv
+import math
+import os
+
+import numpy as np
+import torch
+
+KS = (5, 10, 20)
+
+
+def user_ranks(model, test_data, device, n_ensemble=None):
+    """(user ids [U], test item ids [U], 0-based ranks [U], x_0 [U, H] or None) over the test users."""
+    was = getattr(model, "n_ensemble", None)
+    if n_ensemble is not None and was is not None:
+        model.n_ensemble = n_ensemble
+    model.eval()
+    uids, items, ranks, reps = [], [], [], []
+    try:
+        with torch.no_grad():
+            for interaction, _, positive_u, positive_i in test_data:
+                interaction = interaction.to(device)
+                if hasattr(model, "sample_xstart"):
+                    x0 = model.sample_xstart(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+                    scores = x0 @ model.item_embedding.weight.T
+                    reps.append(x0.cpu())
+                else:
+                    scores = model.full_sort_predict(interaction).view(len(interaction), -1)
+                scores[:, 0] = -math.inf
+                target_scores = scores[positive_u, positive_i]
+                ranks.append((scores[positive_u] > target_scores[:, None]).sum(1).cpu())
+                uids.append(interaction[model.USER_ID][positive_u].cpu())
+                items.append(positive_i.cpu())
+    finally:
+        if was is not None:
+            model.n_ensemble = was
+    return (
+        torch.cat(uids).numpy(),
+        torch.cat(items).numpy(),
+        torch.cat(ranks).numpy(),
+        torch.cat(reps).numpy() if reps else None,
+    )
+
+
+def metrics_from_ranks(ranks):
+    """{'hit@k', 'ndcg@k'} means over users of 0-based ranks (one relevant item per user)."""
+    ranks = np.asarray(ranks)
+    out = {}
+    for k in KS:
+        hit = ranks < k
+        out[f"hit@{k}"] = float(hit.mean()) if len(ranks) else math.nan
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 2), 0.0).mean()) if len(ranks) else math.nan
+    return out
+
+
+def head_items(train_dataset, item_field, share=0.2):
+    """Boolean mask over item ids: the ``share`` most frequent items of the training split."""
+    counts = np.bincount(train_dataset.inter_feat[item_field].numpy(), minlength=train_dataset.item_num)
+    counts[0] = -1  # padding id
+    n_head = int(math.ceil(share * (train_dataset.item_num - 1)))
+    head = np.zeros(train_dataset.item_num, dtype=bool)
+    head[np.argsort(-counts, kind="stable")[:n_head]] = True
+    return head
+
+
+def length_groups(history_lengths, n_groups=5):
+    """Group index 0..n-1 per user by percentile of history length, and the groups' labels."""
+    edges = np.quantile(history_lengths, np.linspace(0, 1, n_groups + 1)[1:-1])
+    groups = np.searchsorted(edges, history_lengths, side="right")
+    labels = []
+    for g in range(n_groups):
+        members = history_lengths[groups == g]
+        labels.append(f"G{g + 1} ({members.min()}-{members.max()})" if len(members) else f"G{g + 1} (empty)")
+    return groups, labels
+
+
+def tsne_png(reps, groups, labels, path, max_points=2000, seed=0):
+    """t-SNE of x_0 coloured by group, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(reps), size=min(max_points, len(reps)), replace=False)
+    points = TSNE(n_components=2, init="pca", random_state=seed, perplexity=min(30, len(idx) - 1)).fit_transform(reps[idx])
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    for g, label in enumerate(labels):
+        sel = groups[idx] == g
+        ax.scatter(points[sel, 0], points[sel, 1], s=4, alpha=0.7, label=label)
+    ax.set_title("t-SNE of reversed target representations x_0")
+    ax.legend(title="history length", markerscale=3, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def case_study(checkpoint, out, n_ensemble=4, log=print):
+    """Run the case study of ``checkpoint`` and write its files to ``out``; returns the rows."""
+    from recbole.quick_start import load_data_and_model
+
+    config, model, dataset, train_data, _, test_data = load_data_and_model(checkpoint)
+    os.makedirs(out, exist_ok=True)
+    item_field, user_field = config["ITEM_ID_FIELD"], config["USER_ID_FIELD"]
+    head = head_items(train_data.dataset, item_field)
+    # interactions per user in the filtered dataset; the history before the test item is one fewer
+    per_user = np.bincount(dataset.inter_feat[user_field].numpy(), minlength=dataset.user_num)
+
+    variants = [("single run", None)]
+    if hasattr(model, "n_ensemble") and n_ensemble and n_ensemble > 1:
+        variants.append((f"ensemble of {n_ensemble}", n_ensemble))
+    rows, tsne_done = [], False
+    for name, n in variants:
+        log(f"case study: {name} over the test users of {config['dataset']}")
+        uids, items, ranks, reps = user_ranks(model, test_data, config["device"], n if n else 1)
+        history = per_user[uids] - 1
+        groups, labels = length_groups(history)
+        segments = [("all", np.ones(len(ranks), dtype=bool)), ("head items", head[items]), ("long-tail items", ~head[items])]
+        segments += [(label, groups == g) for g, label in enumerate(labels)]
+        for segment, mask in segments:
+            rows.append({"inference": name, "segment": segment, "users": int(mask.sum()), **metrics_from_ranks(ranks[mask])})
+        if reps is not None and not tsne_done:
+            tsne_png(reps, groups, labels, os.path.join(out, "tsne.png"))
+            tsne_done = True
+    _write(rows, out, config["model"], config["dataset"], checkpoint)
+    return rows
+
+
+def _write(rows, out, model, dataset, checkpoint):
+    import json
+
+    keys = ["inference", "segment", "users"] + [f"{m}@{k}" for m in ("hit", "ndcg") for k in KS]
+    with open(os.path.join(out, "case_study.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    header = ["inference", "segment", "users"] + [f"{'HR' if m == 'hit' else 'NDCG'}@{k}" for m in ("hit", "ndcg") for k in KS]
+    md = [f"Case study of {model} on {dataset} ({checkpoint})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        md.append("| " + " | ".join([r["inference"], r["segment"], str(r["users"])] + [f"{r[k]:.4f}" for k in keys[3:]]) + " |")
+    with open(os.path.join(out, "case_study.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    with open(os.path.join(out, "case_study.json"), "w") as f:
+        json.dump({"model": model, "dataset": dataset, "checkpoint": checkpoint, "rows": rows}, f, indent=1)

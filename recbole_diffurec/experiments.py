@@ -1,0 +1,223 @@
+"""Experiments of the DiffuRecSys paper (sections 6.3-6.4) with RecBole's baselines in one harness.
+
+``run_grid`` trains every (dataset, model, seed) once and writes one JSON record per run, atomically,
+as soon as it ends: ``OUT/runs/<dataset>__<model>__seed<seed>.json``, with status ``ok`` (metrics,
+training seconds, checkpoint) or ``failed`` (the error). A rerun skips finished runs (``force``
+reruns them). ``build_tables`` rebuilds every table from those records, without retraining:
+
+- ``table3_metrics``: every metric as mean ± std over seeds, per dataset and model (paper Table 3);
+- ``table4_ttest``: paired t-test over the seeds both have, each model against a baseline, with the
+  t statistic, p-value and the average relative difference in percent (Table 4);
+- ``table5_overall``: the mean of each metric per model, the best in bold, and "Improv.", the best
+  model's relative gain over the best other model (Table 5);
+- ``table2_time``: training wall seconds, mean over seeds (Table 2).
+
+Each table is written as Markdown and CSV under ``OUT/tables/``.
+"""
+import csv
+import datetime
+import json
+import math
+import os
+import statistics
+import time
+import traceback
+
+METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
+LABELS = {f"{m}@{k}": f"{'HR' if m == 'hit' else 'NDCG'}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)}
+
+
+def run_key(dataset, model, seed):
+    return f"{dataset}__{model}__seed{seed}"
+
+
+def write_json_atomic(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+def load_records(out):
+    """Every run record under ``out/runs`` (ok and failed)."""
+    folder = os.path.join(out, "runs")
+    if not os.path.isdir(folder):
+        return []
+    records = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                records.append(json.load(f))
+    return records
+
+
+def _fmt_seconds(s):
+    return str(datetime.timedelta(seconds=int(s)))
+
+
+def run_grid(models, datasets, seeds, out, config_files=None, config_dict=None, cmd_args=(), force=False, log=print):
+    """Train and test every (dataset, model, seed); returns the records of this grid."""
+    from recbole_diffurec.quick_start import run
+
+    grid = [(d, m, s) for d in datasets for m in models for s in seeds]
+    durations, records = [], []
+    for i, (dataset, model, seed) in enumerate(grid, 1):
+        key = run_key(dataset, model, seed)
+        path = os.path.join(out, "runs", key + ".json")
+        if not force and os.path.isfile(path):
+            with open(path) as f:
+                record = json.load(f)
+            if record.get("status") == "ok":
+                log(f"[{i}/{len(grid)}] {key}: done before, skipped")
+                records.append(record)
+                continue
+        left = len(grid) - i + 1
+        eta = f", about {_fmt_seconds(statistics.mean(durations) * left)} left" if durations else ""
+        log(f"[{i}/{len(grid)}] {key}: running{eta}")
+        start = time.time()
+        record = {"dataset": dataset, "model": model, "seed": seed}
+        try:
+            result = run(
+                model,
+                dataset,
+                config_files,
+                dict(config_dict or {}, seed=seed, checkpoint_dir=os.path.join(out, "checkpoints")),
+                cmd_args=cmd_args,
+            )
+            record.update(
+                status="ok",
+                best_valid_result={k: float(v) for k, v in result["best_valid_result"].items()},
+                test_result={k: float(v) for k, v in result["test_result"].items()},
+                train_seconds=result["train_seconds"],
+                test_seconds=result["test_seconds"],
+                checkpoint=result["checkpoint"],
+            )
+        except Exception as e:  # a failed run is recorded and the grid goes on
+            record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
+            log(f"[{i}/{len(grid)}] {key}: FAILED: {record['error']}")
+        record["wall_seconds"] = time.time() - start
+        record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+        write_json_atomic(path, record)
+        durations.append(record["wall_seconds"])
+        records.append(record)
+    return records
+
+
+# ----- tables -----
+def _mean_std(values):
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return mean, std
+
+
+def _write(out, name, header, rows, md_rows=None, csv_header=None):
+    """``name``.csv (``csv_header`` or ``header``, ``rows``) and ``name``.md (``header``, ``md_rows`` or ``rows``)."""
+    folder = os.path.join(out, "tables")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, name + ".csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(csv_header or header)
+        writer.writerows(rows)
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(str(c) for c in r) + " |" for r in (md_rows or rows)]
+    with open(os.path.join(folder, name + ".md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    return "\n".join(md)
+
+
+def _by_dataset_model(records):
+    grouped = {}
+    for r in records:
+        if r.get("status") == "ok":
+            grouped.setdefault(r["dataset"], {}).setdefault(r["model"], {})[r["seed"]] = r
+    return grouped
+
+
+def paired_ttest(model_values, baseline_values):
+    """(t, p, mean relative difference in %) of paired samples; scipy's ttest_rel."""
+    from scipy import stats
+
+    t, p = stats.ttest_rel(model_values, baseline_values)
+    rel = statistics.mean((m - b) / b * 100 if b else math.nan for m, b in zip(model_values, baseline_values))
+    return float(t), float(p), rel
+
+
+def build_tables(out, baseline=None, log=print):
+    """Write tables 2-5 from the records in ``out``; returns {name: markdown}."""
+    records = load_records(out)
+    grouped = _by_dataset_model(records)
+    if not grouped:
+        raise ValueError(f"no finished run under {os.path.join(out, 'runs')}: nothing to tabulate")
+    tables = {}
+    labels = [LABELS[m] for m in METRICS]
+
+    # Table 3: mean ± std over seeds
+    rows, md_rows = [], []
+    for dataset, models in grouped.items():
+        for model, runs in models.items():
+            stats_ = [_mean_std([r["test_result"][m] for r in runs.values()]) for m in METRICS]
+            rows.append([dataset, model, len(runs)] + [f"{mu:.6f}" for mu, _ in stats_] + [f"{sd:.6f}" for _, sd in stats_])
+            md_rows.append([dataset, model, len(runs)] + [f"{mu:.4f} ± {sd:.4f}" for mu, sd in stats_])
+    header = ["dataset", "model", "seeds"]
+    tables["table3_metrics"] = _write(  # the CSV keeps mean and std in separate columns
+        out, "table3_metrics", header + labels, rows, md_rows,
+        csv_header=header + [f"{lab} mean" for lab in labels] + [f"{lab} std" for lab in labels],
+    )
+
+    # Table 4: paired t-test against the baseline
+    rows = []
+    for dataset, models in grouped.items():
+        base = baseline if baseline in models else ("DiffuRec" if "DiffuRec" in models else next(iter(models)))
+        for model, runs in models.items():
+            if model == base:
+                continue
+            seeds = sorted(set(runs) & set(models[base]))
+            if len(seeds) < 2:
+                continue
+            for m in METRICS:
+                t, p, rel = paired_ttest(
+                    [runs[s]["test_result"][m] for s in seeds], [models[base][s]["test_result"][m] for s in seeds]
+                )
+                rows.append([dataset, model, base, LABELS[m], len(seeds), f"{t:.4f}", f"{p:.4g}", f"{rel:+.2f}%"])
+    tables["table4_ttest"] = _write(
+        out, "table4_ttest", ["dataset", "model", "baseline", "metric", "seeds", "t", "p", "avg rel. diff"], rows
+    )
+
+    # Table 5: overall comparison with Improv.
+    rows, md_rows = [], []
+    for dataset, models in grouped.items():
+        names = list(models)
+        for m in METRICS:
+            means = {n: statistics.mean(r["test_result"][m] for r in models[n].values()) for n in names}
+            ranked = sorted(names, key=means.get, reverse=True)
+            best = ranked[0]
+            improv = (
+                f"{(means[best] - means[ranked[1]]) / means[ranked[1]] * 100:+.2f}%"
+                if len(ranked) > 1 and means[ranked[1]]
+                else ""
+            )
+            rows.append([dataset, LABELS[m]] + [f"{means[n]:.6f}" for n in names] + [best, improv])
+            md_rows.append(
+                [dataset, LABELS[m]] + [f"**{means[n]:.4f}**" if n == best else f"{means[n]:.4f}" for n in names]
+                + [best, improv]
+            )
+        header = ["dataset", "metric"] + names + ["best", "Improv."]
+        tables.setdefault("table5_overall", "")
+        part = _write(out, f"table5_overall_{dataset}", header, rows, md_rows)
+        tables["table5_overall"] += f"\n{dataset}\n{part}\n"
+        rows, md_rows = [], []
+
+    # Table 2: training time
+    rows = []
+    for dataset, models in grouped.items():
+        for model, runs in models.items():
+            mean, std = _mean_std([r["train_seconds"] for r in runs.values()])
+            rows.append([dataset, model, len(runs), f"{mean:.1f}", f"{std:.1f}"])
+    tables["table2_time"] = _write(out, "table2_time", ["dataset", "model", "seeds", "train s (mean)", "train s (std)"], rows)
+
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed:
+        log(f"{len(failed)} failed run(s) left out: " + ", ".join(run_key(r["dataset"], r["model"], r["seed"]) for r in failed))
+    return tables
+

@@ -1,0 +1,196 @@
+"""The comparison command (records, tables, t-test, resume, failures) and the case study."""
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from conftest import ROOT, TINY, tiny_args
+
+sys.path.insert(0, ROOT)
+import run_recbole_diffurec as runner  # noqa: E402
+from recbole_diffurec import experiments  # noqa: E402
+from recbole_diffurec.case_study import case_study, length_groups, metrics_from_ranks  # noqa: E402
+
+COMPARE = ["--models=SASRec,GRU4Rec", "--datasets=ml-100k", "--seeds=1,2"]
+
+
+def compare_args(tiny_data, out, *extra):
+    return COMPARE + [f"--out={out}", f"--data_path={tiny_data}"] + TINY + list(extra)
+
+
+def records(out):
+    return {os.path.basename(p)[:-5]: json.load(open(os.path.join(out, "runs", p))) for p in os.listdir(os.path.join(out, "runs"))}
+
+
+def test_compare_writes_records_and_tables(tiny_data, workdir, capsys):
+    out = str(workdir / "res")
+    assert runner.main(compare_args(tiny_data, out, "--baseline=SASRec")) == 0
+    recs = records(out)
+    assert set(recs) == {f"ml-100k__{m}__seed{s}" for m in ("SASRec", "GRU4Rec") for s in (1, 2)}
+    assert all(r["status"] == "ok" and r["train_seconds"] > 0 and os.path.isfile(r["checkpoint"]) for r in recs.values())
+    for name in ("table2_time", "table3_metrics", "table4_ttest", "table5_overall_ml-100k"):
+        for ext in ("md", "csv"):
+            assert os.path.isfile(os.path.join(out, "tables", f"{name}.{ext}")), name
+    printed = capsys.readouterr().out
+    assert "[1/4] ml-100k__SASRec__seed1: running" in printed and "4 of 4 runs finished" in printed
+
+    # Table 4 against scipy on the stored numbers
+    with open(os.path.join(out, "tables", "table4_ttest.csv")) as f:
+        rows = {row["metric"]: row for row in csv.DictReader(f)}
+    for metric, label in (("ndcg@10", "NDCG@10"), ("hit@20", "HR@20")):
+        g = [recs[f"ml-100k__GRU4Rec__seed{s}"]["test_result"][metric] for s in (1, 2)]
+        b = [recs[f"ml-100k__SASRec__seed{s}"]["test_result"][metric] for s in (1, 2)]
+        t, p = stats.ttest_rel(g, b)
+        row = rows[label]
+        assert row["model"] == "GRU4Rec" and row["baseline"] == "SASRec"
+        if np.isnan(t):
+            assert row["t"] == "nan"
+        else:
+            assert float(row["t"]) == pytest.approx(t, rel=1e-3, abs=1e-4)
+            assert float(row["p"]) == pytest.approx(p, rel=1e-3, abs=1e-4)
+        rel = np.mean([(x - y) / y * 100 for x, y in zip(g, b)]) if all(b) else np.nan
+        if not np.isnan(rel):
+            assert float(row["avg rel. diff"].rstrip("%")) == pytest.approx(rel, abs=0.01)
+
+    # Table 3: mean and std over seeds
+    with open(os.path.join(out, "tables", "table3_metrics.csv")) as f:
+        t3 = {row["model"]: row for row in csv.DictReader(f)}
+    vals = [recs[f"ml-100k__SASRec__seed{s}"]["test_result"]["hit@10"] for s in (1, 2)]
+    assert float(t3["SASRec"]["HR@10 mean"]) == pytest.approx(np.mean(vals), abs=1e-6)
+    assert float(t3["SASRec"]["HR@10 std"]) == pytest.approx(np.std(vals, ddof=1), abs=1e-6)
+
+    # tables rebuild from the records alone
+    before = open(os.path.join(out, "tables", "table3_metrics.md")).read()
+    os.remove(os.path.join(out, "tables", "table3_metrics.md"))
+    assert runner.main([f"--tables={out}", "--baseline=SASRec"]) == 0
+    assert open(os.path.join(out, "tables", "table3_metrics.md")).read() == before
+
+
+def test_table_values_on_known_records(tmp_path):
+    """Tables 4 and 5 on hand-made records with known answers."""
+    def rec(model, seed, ndcg):
+        result = {m: ndcg for m in experiments.METRICS}
+        return {"dataset": "d", "model": model, "seed": seed, "status": "ok", "test_result": result, "train_seconds": 10.0 * seed}
+
+    base = [0.10, 0.12, 0.11]
+    better = [0.12, 0.13, 0.125]
+    for s, (b, m) in enumerate(zip(base, better), 1):
+        experiments.write_json_atomic(str(tmp_path / "runs" / f"b{s}.json"), rec("DiffuRec", s, b))
+        experiments.write_json_atomic(str(tmp_path / "runs" / f"m{s}.json"), rec("DiffuRecSys", s, m))
+    experiments.write_json_atomic(str(tmp_path / "runs" / "f.json"), {"dataset": "d", "model": "X", "seed": 1, "status": "failed"})
+    experiments.build_tables(str(tmp_path), log=lambda *a: None)
+    with open(tmp_path / "tables" / "table4_ttest.csv") as f:
+        row = next(csv.DictReader(f))
+    t, p = stats.ttest_rel(better, base)
+    assert float(row["t"]) == pytest.approx(t, rel=1e-4) and float(row["p"]) == pytest.approx(p, rel=1e-3)
+    assert float(row["avg rel. diff"].rstrip("%")) == pytest.approx(np.mean([(m - b) / b * 100 for m, b in zip(better, base)]), abs=0.01)
+    with open(tmp_path / "tables" / "table5_overall_d.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["best"] == "DiffuRecSys"
+    assert float(row["Improv."].rstrip("%")) == pytest.approx((np.mean(better) - np.mean(base)) / np.mean(base) * 100, abs=0.01)
+    with open(tmp_path / "tables" / "table2_time.csv") as f:
+        assert {r["model"]: float(r["train s (mean)"]) for r in csv.DictReader(f)} == {"DiffuRec": 20.0, "DiffuRecSys": 20.0}
+
+
+def test_failed_run_recorded_and_others_go_on(tiny_data, workdir, monkeypatch, capsys):
+    import recbole_diffurec.quick_start as qs
+
+    real_run = qs.run
+
+    def flaky(model, *args, **kwargs):
+        if model == "GRU4Rec":
+            raise RuntimeError("boom")
+        return real_run(model, *args, **kwargs)
+
+    monkeypatch.setattr(qs, "run", flaky)
+    out = str(workdir / "res")
+    assert runner.main(compare_args(tiny_data, out)) == 1  # non-zero: some runs failed
+    recs = records(out)
+    assert [recs[f"ml-100k__GRU4Rec__seed{s}"]["status"] for s in (1, 2)] == ["failed", "failed"]
+    assert "RuntimeError: boom" in recs["ml-100k__GRU4Rec__seed1"]["error"]
+    assert [recs[f"ml-100k__SASRec__seed{s}"]["status"] for s in (1, 2)] == ["ok", "ok"]
+    # a rerun retries the failed runs only
+    monkeypatch.setattr(qs, "run", real_run)
+    assert runner.main(compare_args(tiny_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("done before, skipped") == 2
+    assert all(r["status"] == "ok" for r in records(out).values())
+
+
+def test_resume_after_kill_skips_finished_runs(tiny_data, workdir, capsys):
+    out = str(workdir / "res")
+    args = compare_args(tiny_data, out)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run_recbole_diffurec.py")] + args, cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = os.path.join(out, "runs")
+    deadline = time.time() + 180
+    while time.time() < deadline and not (os.path.isdir(runs) and any(f.endswith(".json") for f in os.listdir(runs))):
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    finished = {f for f in os.listdir(runs) if f.endswith(".json")}
+    assert 1 <= len(finished) < 4, "the kill should land mid-grid"
+    mtimes = {f: os.path.getmtime(os.path.join(runs, f)) for f in finished}
+    assert runner.main(args) == 0
+    assert capsys.readouterr().out.count("done before, skipped") == len(finished)
+    assert {f: os.path.getmtime(os.path.join(runs, f)) for f in finished} == mtimes  # not rerun
+    assert len(records(out)) == 4
+
+
+def test_force_reruns(tiny_data, workdir, capsys):
+    out = str(workdir / "res")
+    args = ["--models=SASRec", "--datasets=ml-100k", "--seeds=3", f"--out={out}", f"--data_path={tiny_data}"] + TINY
+    assert runner.main(args) == 0
+    assert runner.main(args + ["--force"]) == 0
+    assert "skipped" not in capsys.readouterr().out
+
+
+def test_compare_usage_errors(capsys, workdir):
+    assert runner.main(["--models=SASRec", "--seed=3"]) == 2
+    assert "--seeds" in capsys.readouterr().err
+    assert runner.main(["--models=SASRec", "--seeds=a,b"]) == 2
+    assert "integers" in capsys.readouterr().err
+    assert runner.main(["--models=SASRec,SASRc", "--datasets=ml-100k"]) == 2  # checked before any run
+    assert "SASRc" in capsys.readouterr().err
+    assert not os.path.isdir(workdir / "results")
+
+
+def test_rank_metrics_and_groups():
+    m = metrics_from_ranks([0, 4, 9, 30])
+    assert m["hit@5"] == 0.5 and m["hit@10"] == 0.75 and m["hit@20"] == 0.75
+    assert m["ndcg@5"] == pytest.approx((1 + 1 / np.log2(6)) / 4)
+    groups, labels = length_groups(np.arange(1, 101))
+    assert np.bincount(groups).tolist() == [20] * 5 and labels[0] == "G1 (1-20)"
+
+
+@pytest.mark.parametrize("model", ["SASRec", "DiffuRecSys"])
+def test_case_study_writes_table_and_png(model, tiny_data, workdir):
+    from recbole_diffurec.quick_start import run
+
+    extra = ("--diffusion_steps=4", "--n_heads=2") if model == "DiffuRecSys" else ()
+    result = run(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra))
+    out = str(workdir / "case")
+    rows = case_study(result["checkpoint"], out, n_ensemble=2, log=lambda *a: None)
+    for name in ("case_study.md", "case_study.csv", "case_study.json"):
+        assert os.path.isfile(os.path.join(out, name))
+    variants = {r["inference"] for r in rows}
+    segments = [r["segment"] for r in rows if r["inference"] == "single run"]
+    assert segments[:3] == ["all", "head items", "long-tail items"] and len(segments) == 8
+    single = {r["segment"]: r for r in rows if r["inference"] == "single run"}
+    assert single["head items"]["users"] + single["long-tail items"]["users"] == single["all"]["users"]
+    assert sum(single[s]["users"] for s in segments[3:]) == single["all"]["users"]
+    if model == "SASRec":
+        # deterministic model: our per-user ranks reproduce RecBole's own test metrics
+        for k in ("hit@10", "ndcg@10", "hit@20"):
+            assert single["all"][k] == pytest.approx(float(result["test_result"][k]), abs=1e-4)
+        assert variants == {"single run"} and not os.path.exists(os.path.join(out, "tsne.png"))
+    else:
+        assert variants == {"single run", "ensemble of 2"}
+        png = os.path.join(out, "tsne.png")
+        assert os.path.getsize(png) > 1000 and open(png, "rb").read(4) == b"\x89PNG"
