@@ -151,6 +151,11 @@ def test_force_reruns(tiny_data, workdir, capsys):
     assert "skipped" not in capsys.readouterr().out
 
 
+def test_case_study_missing_checkpoint(capsys, workdir):
+    assert runner.main(["--case_study=nope.pth"]) == 2
+    assert "nope.pth" in capsys.readouterr().err
+
+
 def test_compare_usage_errors(capsys, workdir):
     assert runner.main(["--models=SASRec", "--seed=3"]) == 2
     assert "--seeds" in capsys.readouterr().err
@@ -176,7 +181,11 @@ def test_case_study_writes_table_and_png(model, tiny_data, workdir):
     extra = ("--diffusion_steps=4", "--n_heads=2") if model == "DiffuRecSys" else ()
     result = run(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra))
     out = str(workdir / "case")
-    rows = case_study(result["checkpoint"], out, n_ensemble=2, log=lambda *a: None)
+    if model == "DiffuRecSys":  # through the command
+        assert runner.main([f"--case_study={result['checkpoint']}", f"--out={out}", "--ensemble=2"]) == 0
+        rows = json.load(open(os.path.join(out, "case_study.json")))["rows"]
+    else:
+        rows = case_study(result["checkpoint"], out, n_ensemble=2, log=lambda *a: None)
     for name in ("case_study.md", "case_study.csv", "case_study.json"):
         assert os.path.isfile(os.path.join(out, name))
     variants = {r["inference"] for r in rows}
