@@ -108,3 +108,19 @@ def test_recbole_tools_on_diffurec_checkpoint(tiny_data, workdir):
     uid_series = dataset.token2id(dataset.uid_field, ["1", "2", "3"])
     scores, items = full_sort_topk(uid_series, model, test_data, k=10, device=config["device"])
     assert items.shape == (3, 10) and torch.isfinite(scores).all()
+
+
+def test_sampling_steps_respaces_inference_only(tiny_data, workdir):
+    _, full, _, _, test = build(tiny_data)  # T = 4
+    _, fast, _, _, _ = build(tiny_data, "--sampling_steps=2")
+    assert full.sampling_diffusion is full.diffusion
+    assert fast.diffusion.num_timesteps == 4 and fast.sampling_diffusion.num_timesteps == 2
+    assert fast.sampling_diffusion.timestep_map.tolist() == [0, 3]
+    fast.eval()
+    calls = []
+    original = fast.approximator.forward
+    fast.approximator.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    interaction = next(iter(test))[0]
+    with torch.no_grad():
+        scores = fast.full_sort_predict(interaction)
+    assert len(calls) == 2 and scores.shape == (len(interaction), fast.n_items)

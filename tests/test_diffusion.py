@@ -173,3 +173,43 @@ def test_offset_noise_shifts_each_sample_by_one_value():
     shift = a - z
     assert torch.allclose(shift, shift[:, :1].expand_as(shift))  # constant across dimensions
     assert not torch.allclose(shift[0], shift[1])  # different per sample
+
+
+def test_space_timesteps():
+    from recbole_diffurec.diffusion import space_timesteps
+
+    assert space_timesteps(32, 32) == list(range(32))
+    assert space_timesteps(32, 1) == [0]
+    assert space_timesteps(32, 2) == [0, 31]
+    assert space_timesteps(32, 4) == [0, 10, 21, 31]
+    with pytest.raises(ValueError):
+        space_timesteps(32, 33)
+
+
+def test_respace_keeps_alpha_bar_at_kept_steps():
+    d = make()
+    full = d.respace(32)
+    assert torch.allclose(full.betas, d.betas, atol=1e-6)
+    assert torch.allclose(full.posterior_mean_coef1, d.posterior_mean_coef1, atol=1e-5)
+    r = d.respace(4)
+    keep = [0, 10, 21, 31]
+    assert r.num_timesteps == 4 and r.timestep_map.tolist() == keep
+    assert torch.allclose(r.alphas_cumprod, d.alphas_cumprod[keep], rtol=1e-5)
+    # q(x_t | x_0) at respaced step i is the original process at step keep[i]
+    x0, noise = torch.randn(4, 8), torch.randn(4, 8)
+    assert torch.allclose(r.q_sample(x0, torch.arange(4), noise), d.q_sample(x0, torch.tensor(keep), noise), atol=1e-5)
+
+
+@pytest.mark.parametrize("count,steps", [(4, (31, 21, 10, 0)), (1, (0,))])
+def test_respaced_loop_sees_original_steps_and_returns_x_start(count, steps):
+    r = make().respace(count)
+    x_start = torch.randn(3, 8)
+    seen = []
+
+    def oracle(x_t, t_scaled):
+        seen.append(t_scaled[0].item())
+        return x_start
+
+    out = r.p_sample_loop(oracle, torch.randn(3, 8), generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(out, x_start, atol=1e-5)
+    assert seen == [t * 1000 / 32 for t in steps]

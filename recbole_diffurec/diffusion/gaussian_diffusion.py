@@ -25,20 +25,38 @@ def offset_noise(shape, strength, generator=None, device=None):
     return noise
 
 
+def space_timesteps(num_timesteps, count):
+    """``count`` steps of {0..T-1}, evenly spaced and always keeping 0 and T-1 when count > 1
+    (improved-diffusion's ``space_timesteps`` with one section)."""
+    if not 1 <= count <= num_timesteps:
+        raise ValueError(f"cannot take {count} of {num_timesteps} diffusion steps")
+    if count == 1:
+        return [0]
+    stride = (num_timesteps - 1) / (count - 1)
+    return sorted({round(i * stride) for i in range(count)})
+
+
 class GaussianDiffusion(nn.Module):
     """DDPM with an x_0-predicting ("START_X") network and fixed-large reverse variance.
 
     Args:
         betas: float64 tensor [T] (see ``schedules.get_named_beta_schedule``).
         rescale_timesteps: feed the network t * 1000 / T instead of t (DiffuRec does).
+        timestep_map: for a respaced process (see ``respace``), the original step of each of its
+            steps; the network always sees original steps. Default: the identity.
+        original_num_steps: T of the process the network was trained on. Default: len(betas).
     """
 
-    def __init__(self, betas, rescale_timesteps=True):
+    def __init__(self, betas, rescale_timesteps=True, timestep_map=None, original_num_steps=None):
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
         assert betas.dim() == 1 and (betas > 0).all() and (betas <= 1).all(), "betas must be 1-D in (0, 1]"
         self.num_timesteps = int(betas.shape[0])
         self.rescale_timesteps = rescale_timesteps
+        self.original_num_steps = original_num_steps or self.num_timesteps
+        timestep_map = torch.arange(self.num_timesteps) if timestep_map is None else torch.as_tensor(timestep_map)
+        assert timestep_map.shape == (self.num_timesteps,)
+        self.register_buffer("timestep_map", timestep_map.long(), persistent=False)
 
         alphas = 1.0 - betas
         alphas_cumprod = torch.cumprod(alphas, dim=0)
@@ -52,8 +70,10 @@ class GaussianDiffusion(nn.Module):
         posterior_mean_coef1 = betas * alphas_cumprod_prev.sqrt() / (1.0 - alphas_cumprod)
         posterior_mean_coef2 = (1.0 - alphas_cumprod_prev) * alphas.sqrt() / (1.0 - alphas_cumprod)
         # reverse p(x_{t-1} | x_t): "fixed large" variance, beta_t, with the posterior variance at
-        # t = 1 in place of beta_0 (improved-diffusion, DiffuRec); unused at t = 0 (no noise there)
-        model_log_variance = torch.log(torch.cat([posterior_variance[1:2], betas[1:]]))
+        # t = 1 in place of beta_0 (improved-diffusion, DiffuRec); unused at t = 0 (no noise there),
+        # so a one-step process (T = 1, e.g. respaced) takes beta_0
+        first = posterior_variance[1:2] if self.num_timesteps > 1 else betas[:1]
+        model_log_variance = torch.log(torch.cat([first, betas[1:]]))
 
         for name, value in (
             ("betas", betas),
@@ -69,9 +89,25 @@ class GaussianDiffusion(nn.Module):
             # computed in float64, stored float32; not in state_dict: they follow from the config
             self.register_buffer(name, value.float(), persistent=False)
 
+    def respace(self, count):
+        """The same process on ``count`` of its steps (improved-diffusion's SpacedDiffusion): the
+        kept steps keep their alpha_bar, so beta'_i = 1 - alpha_bar[s_i] / alpha_bar[s_{i-1}].
+        Used for faster sampling with a network trained on all T steps."""
+        keep = space_timesteps(self.num_timesteps, count)
+        alphas_cumprod = self.alphas_cumprod.double()
+        betas, last = [], 1.0
+        for s in keep:
+            betas.append(1 - alphas_cumprod[s].item() / last)
+            last = alphas_cumprod[s].item()
+        return GaussianDiffusion(
+            torch.tensor(betas, dtype=torch.float64), self.rescale_timesteps,
+            timestep_map=self.timestep_map[keep], original_num_steps=self.original_num_steps,
+        ).to(self.betas.device)
+
     def scale_timesteps(self, t):
-        """What the network sees of t: t * 1000 / T (float) if rescaling, else t."""
-        return t.float() * (1000.0 / self.num_timesteps) if self.rescale_timesteps else t.float()
+        """What the network sees of t: its original step, times 1000 / T if rescaling."""
+        t = self.timestep_map[t].float()
+        return t * (1000.0 / self.original_num_steps) if self.rescale_timesteps else t
 
     def sample_timesteps(self, batch_size, device=None, generator=None):
         """Uniform t in {0..T-1}. (DiffuRec's "lossaware" sampler is never fed losses: uniform too.)"""

@@ -38,7 +38,8 @@ class DiffuRec(SequentialRecommender):
            per-sample offset noise to training; ``use_position_embedding`` (default off, as the
            reference, whose position table is never used) adds a learned position embedding;
            ``n_ensemble`` (default 1, the reference) averages several reverse runs
-           (DiffuRecSys Algorithm 3), batched as one pass.
+           (DiffuRecSys Algorithm 3), batched as one pass; ``sampling_steps`` (default 0: all T, the
+           reference) runs the reverse process on K evenly spaced steps of the trained schedule.
 
         Kept as the reference: item embeddings with PyTorch's N(0, 1) init (their scale against
         unit noise sets the signal-to-noise ratio), embedding dropout then LayerNorm on the
@@ -61,6 +62,7 @@ class DiffuRec(SequentialRecommender):
         "use_position_embedding",
         "trim_padding",
         "n_ensemble",
+        "sampling_steps",
     )
 
     def __init__(self, config, dataset):
@@ -86,6 +88,9 @@ class DiffuRec(SequentialRecommender):
         self.diffusion = GaussianDiffusion(
             get_named_beta_schedule(p["noise_schedule"], p["diffusion_steps"]), p["rescale_timesteps"]
         )
+        # inference may run on K < T evenly spaced steps of the same process (0 = all T steps)
+        steps = p["sampling_steps"] or p["diffusion_steps"]
+        self.sampling_diffusion = self.diffusion if steps == p["diffusion_steps"] else self.diffusion.respace(steps)
         self.approximator = self.build_approximator()
         self.loss_fct = nn.CrossEntropyLoss()
 
@@ -137,7 +142,8 @@ class DiffuRec(SequentialRecommender):
             return self.approximator(seq_emb, key_mask, x_t, t_scaled, last, generator=generator)
 
         x_T = torch.randn(n_ensemble * B, self.hidden_size, device=seq_emb.device, generator=generator)
-        return self.diffusion.p_sample_loop(denoise, x_T, generator=generator).view(n_ensemble, B, self.hidden_size)
+        x_start = self.sampling_diffusion.p_sample_loop(denoise, x_T, generator=generator)
+        return x_start.view(n_ensemble, B, self.hidden_size)
 
     def sample_xstart(self, item_seq, item_seq_len, generator=None):
         """x_0 [B, H]: the mean over ``n_ensemble`` reverse runs. Scores are linear in x_0, so
