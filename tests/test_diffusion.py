@@ -132,21 +132,6 @@ def test_p_sample_adds_scaled_noise_elsewhere():
     assert torch.allclose(got, mean + d.betas[5].sqrt() * z, atol=1e-6)
 
 
-def test_reverse_loop_with_oracle_returns_x_start():
-    d = make()
-    x_start = torch.randn(7, 16)
-    seen = []
-
-    def oracle(x_t, t_scaled):
-        seen.append(t_scaled[0].item())
-        return x_start
-
-    out = d.p_sample_loop(oracle, torch.randn(7, 16), generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(out, x_start, atol=1e-5)
-    # steps T-1 .. 0, rescaled by 1000 / T
-    assert seen == [i * 1000 / 32 for i in reversed(range(32))]
-
-
 def test_timesteps_uniform_and_rescaled():
     d = make(T=8)
     t = d.sample_timesteps(80000, generator=torch.Generator().manual_seed(0))
@@ -200,16 +185,17 @@ def test_respace_keeps_alpha_bar_at_kept_steps():
     assert torch.allclose(r.q_sample(x0, torch.arange(4), noise), d.q_sample(x0, torch.tensor(keep), noise), atol=1e-5)
 
 
-@pytest.mark.parametrize("count,steps", [(4, (31, 21, 10, 0)), (1, (0,))])
-def test_respaced_loop_sees_original_steps_and_returns_x_start(count, steps):
-    r = make().respace(count)
-    x_start = torch.randn(3, 8)
+@pytest.mark.parametrize("count,steps", [(None, tuple(reversed(range(32)))), (4, (31, 21, 10, 0)), (1, (0,))])
+def test_reverse_loop_with_oracle_returns_x_start(count, steps):
+    """All T steps, or a respaced process: the network sees original steps T-1 .. 0, rescaled by 1000 / T."""
+    d = make() if count is None else make().respace(count)
+    x_start = torch.randn(7, 16)
     seen = []
 
     def oracle(x_t, t_scaled):
         seen.append(t_scaled[0].item())
         return x_start
 
-    out = r.p_sample_loop(oracle, torch.randn(3, 8), generator=torch.Generator().manual_seed(1))
+    out = d.p_sample_loop(oracle, torch.randn(7, 16), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out, x_start, atol=1e-5)
     assert seen == [t * 1000 / 32 for t in steps]
