@@ -90,3 +90,31 @@ def test_gradients_reach_every_block():
     for name, param in approx.named_parameters():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert x_t.grad.abs().sum() > 0
+
+
+def test_last_block_at_last_position_is_exact():
+    """Computing only the last real item's output in the final block gives the full computation's numbers."""
+    from recbole_diffurec.layers import DiffuRecSysApproximator
+
+    seq_emb, key_mask = history()
+    x_t, t = torch.randn(B, H), torch.tensor([0.0, 125.0, 500.0, 875.0])
+    for cls in (DiffuRecApproximator, DiffuRecSysApproximator):
+        approx = cls(H, n_layers=3, n_heads=4, dropout=0.1, lambda_uncertainty=0.3).eval()
+        fast = run(approx, seq_emb, key_mask, x_t, t)
+        # reference: every block on every position (last=None), then read at the last real item
+        approx.blocks[-1].forward = _full_then_gather(approx.blocks[-1])
+        full = run(approx, seq_emb, key_mask, x_t, t)
+        assert torch.allclose(fast, full, atol=1e-5), cls.__name__
+        assert fast.shape == (B, H)
+
+
+def _full_then_gather(block):
+    """The block's forward computing every position, then reading ``last`` (its final argument)."""
+    original = block.forward
+
+    def forward(h, key_mask, *args):
+        *rest, last = args
+        out = original(h, key_mask, *rest, None)  # [B, L, H]
+        return out[torch.arange(out.shape[0]), last].unsqueeze(1)
+
+    return forward

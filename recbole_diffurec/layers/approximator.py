@@ -39,18 +39,19 @@ class DiffuRecApproximator(nn.Module):
         mu = self.lambda_uncertainty
         return mu + mu * torch.randn(shape, device=device, generator=generator)
 
-    def encode(self, seq_emb, key_mask, cond, generator=None):
-        """The blocks over the history conditioned on ``cond`` = x_t + d_t [B, H] (Eq. 15)."""
+    def encode(self, seq_emb, key_mask, cond, last, generator=None):
+        """The blocks over the history conditioned on ``cond`` = x_t + d_t [B, H] (Eq. 15); the
+        last block computes only the output at ``last``: [B, 1, H]."""
         lam = self.sample_lambda(seq_emb.shape, seq_emb.device, generator)  # [B, L, H]
         h = seq_emb + lam * cond.unsqueeze(1)  # [B, L, H]
-        for block in self.blocks:
-            h = block(h, key_mask)
+        for i, block in enumerate(self.blocks):
+            h = block(h, key_mask, last if i == len(self.blocks) - 1 else None)
         return h
 
     def forward(self, seq_emb, key_mask, x_t, t, last, generator=None):
         cond = x_t + self.t_embedder(t)  # [B, H]
-        h = self.norm(self.dropout(self.encode(seq_emb, key_mask, cond, generator)))  # [B, L, H]
-        return h[torch.arange(h.shape[0], device=h.device), last]  # [B, H]
+        h = self.encode(seq_emb, key_mask, cond, last, generator)  # [B, 1, H]
+        return self.norm(self.dropout(h)).squeeze(1)  # [B, H]
 
 
 class CrossAttentionBlock(nn.Module):
@@ -64,10 +65,10 @@ class CrossAttentionBlock(nn.Module):
         self.cross_attention_sublayer = PreNormResidual(hidden_size, dropout)
         self.block = TransformerBlock(hidden_size, n_heads, dropout)
 
-    def forward(self, h, key_mask, query):
+    def forward(self, h, key_mask, query, last=None):
         # query [B, 1, H] attends to the (normalised) real items of h; [B, 1, H] + [B, L, H]
         h = self.cross_attention_sublayer(h, lambda x: self.cross_attention(query, x, key_mask))
-        return self.block(h, key_mask)
+        return self.block(h, key_mask, last)
 
 
 class DiffuRecSysApproximator(DiffuRecApproximator):
@@ -78,10 +79,10 @@ class DiffuRecSysApproximator(DiffuRecApproximator):
     def build_block(self, hidden_size, n_heads, dropout):
         return CrossAttentionBlock(hidden_size, n_heads, dropout)
 
-    def encode(self, seq_emb, key_mask, cond, generator=None):
+    def encode(self, seq_emb, key_mask, cond, last, generator=None):
         B, _, H = seq_emb.shape
         query = self.sample_lambda((B, 1, H), seq_emb.device, generator) * cond.unsqueeze(1)  # [B, 1, H]
         h = seq_emb
-        for block in self.blocks:
-            h = block(h, key_mask, query)  # each block takes the previous block's output
+        for i, block in enumerate(self.blocks):  # each block takes the previous block's output
+            h = block(h, key_mask, query, last if i == len(self.blocks) - 1 else None)
         return h

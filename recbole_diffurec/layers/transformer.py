@@ -79,8 +79,13 @@ class TransformerBlock(nn.Module):
         self.feed_forward_sublayer = PreNormResidual(hidden_size, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, h, key_mask):
-        h = self.attention_sublayer(h, lambda x: self.attention(x, x, key_mask))  # [B, L, H]
+    def forward(self, h, key_mask, last=None):
+        """h [B, L, H] -> [B, L, H]; with ``last`` [B], only the outputs at those positions, [B, 1, H]
+        (every position is still a key: the same numbers, for 1/L of the query-side work)."""
+        memory = self.attention_sublayer.norm(h)  # keys and values: every position, normalised
+        if last is not None:
+            h = h[torch.arange(h.shape[0], device=h.device), last].unsqueeze(1)  # [B, 1, H]
+        h = self.attention_sublayer(h, lambda x: self.attention(x, memory, key_mask))
         h = self.feed_forward_sublayer(h, self.feed_forward)
         return self.dropout(h)
 
