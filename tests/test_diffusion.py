@@ -199,3 +199,20 @@ def test_reverse_loop_with_oracle_returns_x_start(count, steps):
     out = d.p_sample_loop(oracle, torch.randn(7, 16), generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out, x_start, atol=1e-5)
     assert seen == [t * 1000 / 32 for t in steps]
+
+
+@pytest.mark.parametrize("count", [None, 5])
+def test_reverse_loop_equals_iterated_p_sample(count):
+    """The lean loop (scalar coefficients, noise drawn up front) is exactly T steps of p_sample."""
+    d = make() if count is None else make().respace(count)
+    w = torch.randn(16, 16) / 4
+
+    def net(x_t, t_scaled):  # depends on x_t and on the step
+        return torch.tanh(x_t @ w) + t_scaled[:, None] / 1000
+
+    x_T = torch.randn(5, 16)
+    noise = torch.randn(d.num_timesteps, 5, 16)
+    x = x_T
+    for i in reversed(range(d.num_timesteps)):
+        x = d.p_sample(net, x, torch.full((5,), i), noise=noise[i])
+    assert torch.allclose(d.p_sample_loop(net, x_T, noise=noise), x, atol=1e-6)

@@ -88,6 +88,11 @@ class GaussianDiffusion(nn.Module):
         ):
             # computed in float64, stored float32; not in state_dict: they follow from the config
             self.register_buffer(name, value.float(), persistent=False)
+        # the same values as Python scalars (float32-rounded, so products match the buffers'), for
+        # the reverse loop, where all rows share one step
+        self._coef1 = posterior_mean_coef1.float().tolist()
+        self._coef2 = posterior_mean_coef2.float().tolist()
+        self._sigma = torch.exp(0.5 * model_log_variance.float()).tolist()
 
     def respace(self, count):
         """The same process on ``count`` of its steps (improved-diffusion's SpacedDiffusion): the
@@ -140,10 +145,23 @@ class GaussianDiffusion(nn.Module):
         nonzero = (t != 0).float().view(-1, *([1] * (x_t.dim() - 1)))
         return mean + nonzero * torch.exp(0.5 * log_variance) * noise
 
-    def p_sample_loop(self, denoise_fn, x_T, generator=None):
-        """The whole reverse process from x_T (e.g. N(0, I)) through t = T-1 .. 0; returns x_0."""
+    def p_sample_loop(self, denoise_fn, x_T, noise=None, generator=None):
+        """The whole reverse process from x_T (e.g. N(0, I)) through t = T-1 .. 0; returns x_0.
+
+        The same steps as iterating ``p_sample``, written lean for inference: every row is at the
+        same step, so coefficients are Python scalars (no gathers), the step fed to the network is
+        a view of one precomputed tensor, and the noise of all steps is drawn at once ([T, B, ...],
+        or given as ``noise``): inside the loop only the network and the update allocate."""
+        steps, B = self.num_timesteps, x_T.shape[0]
+        if noise is None:
+            noise = torch.randn((steps,) + tuple(x_T.shape), generator=generator, device=x_T.device)
+        assert noise.shape == (steps,) + tuple(x_T.shape)
+        t_scaled = self.scale_timesteps(torch.arange(steps, device=x_T.device))  # [T]
         x = x_T
-        for i in reversed(range(self.num_timesteps)):
-            t = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
-            x = self.p_sample(denoise_fn, x, t, generator=generator)
+        for i in reversed(range(steps)):
+            pred_xstart = denoise_fn(x, t_scaled[i].expand(B))
+            # posterior mean at pred_xstart (Eq. 7 of DDPM), plus sigma_t z except at t = 0
+            x = self._coef1[i] * pred_xstart + self._coef2[i] * x
+            if i > 0:
+                x = x + self._sigma[i] * noise[i]
         return x
