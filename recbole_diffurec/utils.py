@@ -2,7 +2,8 @@
 
 ``register()`` installs the lookup into RecBole (``recbole.utils.get_model``/``get_trainer`` and
 the modules that imported them by name), so RecBole's own tools, e.g.
-``recbole.quick_start.load_data_and_model``, find our models once this package is imported.
+``recbole.quick_start.load_data_and_model``, find our models once this package is imported; it
+also installs the length-grouped training loader (``data.py``) into RecBole's ``data_preparation``.
 """
 import difflib
 import importlib
@@ -116,7 +117,10 @@ def get_trainer(model_type, model_name):
 
 
 def register():
-    """Make RecBole's lookups find this package's models and trainer."""
+    """Make RecBole's lookups find this package's models, trainer and training dataloader."""
+    from recbole_diffurec import data
+
+    data.register()
     for module in (recbole.utils, _recbole_utils):
         module.get_model = get_model
         module.get_trainer = get_trainer
