@@ -34,8 +34,9 @@ def main(argv=None):
     for path in args.checkpoints:
         checkpoint = torch.load(path, weights_only=False)  # RecBole's own checkpoint: a pickled Config
         config = checkpoint["config"]
-        # checkpoints saved before the key existed ran all T steps
-        config.final_config_dict.setdefault("sampling_steps", 0)
+        # checkpoints saved before these keys existed behaved as their defaults
+        for key, value in (("sampling_steps", 0), ("inference_batch_size", 512), ("autocast_bf16", False)):
+            config.final_config_dict.setdefault(key, value)
         init_seed(config["seed"], config["reproducibility"])
         _, _, test = data_preparation(config, create_dataset(config))
         model = get_model(config["model"])(config, test._dataset).to(config["device"])

@@ -40,6 +40,12 @@ class DiffuRec(SequentialRecommender):
            ``n_ensemble`` (default 1, the reference) averages several reverse runs
            (DiffuRecSys Algorithm 3), batched as one pass; ``sampling_steps`` (default 0: all T, the
            reference) runs the reverse process on K evenly spaced steps of the trained schedule.
+        7. Speed, all exact but the last: the last block computes only the output read at the last
+           item; evaluation sorts users by history length and runs the reverse process in chunks
+           (``inference_batch_size``), each cut to its longest history, under
+           ``torch.inference_mode``; training batches may be grouped by length
+           (``train_length_grouping``, which changes the batches' composition, not the samples);
+           ``autocast_bf16`` runs the approximator in bfloat16 (off by default).
 
         Kept as the reference: item embeddings with PyTorch's N(0, 1) init (their scale against
         unit noise sets the signal-to-noise ratio), embedding dropout then LayerNorm on the
@@ -63,6 +69,8 @@ class DiffuRec(SequentialRecommender):
         "trim_padding",
         "n_ensemble",
         "sampling_steps",
+        "inference_batch_size",
+        "autocast_bf16",
     )
 
     def __init__(self, config, dataset):
@@ -77,6 +85,8 @@ class DiffuRec(SequentialRecommender):
         self.offset_noise_strength = p["offset_noise_strength"]
         self.trim_padding = p["trim_padding"]
         self.n_ensemble = p["n_ensemble"]
+        self.inference_batch_size = p["inference_batch_size"]
+        self.autocast_bf16 = p["autocast_bf16"]
 
         # layers
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)  # N(0, 1) init, kept
@@ -114,7 +124,13 @@ class DiffuRec(SequentialRecommender):
     def forward(self, item_seq, item_seq_len, x_t, t):
         """pred_xstart [B, H] from x_t [B, H] at steps t [B] (unscaled), given the history."""
         seq_emb, key_mask, last = self.encode_history(item_seq, item_seq_len)
-        return self.approximator(seq_emb, key_mask, x_t, self.diffusion.scale_timesteps(t), last)
+        with self.autocast(seq_emb.device):
+            pred_xstart = self.approximator(seq_emb, key_mask, x_t, self.diffusion.scale_timesteps(t), last)
+        return pred_xstart.float()
+
+    def autocast(self, device):
+        """bfloat16 autocast of the approximator when ``autocast_bf16`` is set (a no-op otherwise)."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16)
 
     # ----- training -----
     def calculate_loss(self, interaction):
@@ -139,16 +155,29 @@ class DiffuRec(SequentialRecommender):
             seq_emb, key_mask, last = seq_emb.repeat(n_ensemble, 1, 1), key_mask.repeat(n_ensemble, 1), last.repeat(n_ensemble)
 
         def denoise(x_t, t_scaled):
-            return self.approximator(seq_emb, key_mask, x_t, t_scaled, last, generator=generator)
+            return self.approximator(seq_emb, key_mask, x_t, t_scaled, last, generator=generator).float()
 
         x_T = torch.randn(n_ensemble * B, self.hidden_size, device=seq_emb.device, generator=generator)
-        x_start = self.sampling_diffusion.p_sample_loop(denoise, x_T, generator=generator)
+        with self.autocast(seq_emb.device):
+            x_start = self.sampling_diffusion.p_sample_loop(denoise, x_T, generator=generator)
         return x_start.view(n_ensemble, B, self.hidden_size)
 
     def sample_xstart(self, item_seq, item_seq_len, generator=None):
         """x_0 [B, H]: the mean over ``n_ensemble`` reverse runs. Scores are linear in x_0, so
-        ranking by the mean x_0 is ranking by the mean score (DiffuRecSys Algorithm 3)."""
-        return self.sample_members(item_seq, item_seq_len, self.n_ensemble, generator).mean(0)
+        ranking by the mean x_0 is ranking by the mean score (DiffuRecSys Algorithm 3).
+
+        Runs under ``torch.inference_mode``. Users are sorted by history length and processed in
+        chunks of ``inference_batch_size``, each cut to its own longest history: short histories
+        are not padded to the longest one of a large evaluation batch."""
+        with torch.inference_mode():
+            size = self.inference_batch_size or item_seq.shape[0]
+            if item_seq.shape[0] <= size:
+                x_start = self.sample_members(item_seq, item_seq_len, self.n_ensemble, generator).mean(0)
+            else:
+                x_start = torch.empty(item_seq.shape[0], self.hidden_size, device=item_seq.device)
+                for idx in torch.argsort(item_seq_len).split(size):
+                    x_start[idx] = self.sample_members(item_seq[idx], item_seq_len[idx], self.n_ensemble, generator).mean(0)
+        return x_start.clone()  # a normal tensor again: callers may write into what they derive from it
 
     def full_sort_predict(self, interaction):
         x_start = self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
