@@ -11,6 +11,14 @@ models once per ``--ensembles`` value, e.g. 1,4; the memory peak covers the larg
 above the pre-model baseline (resident set on CPU, allocator peak on GPU), and test HR@10/NDCG@10
 after the last epoch; then each ratio to the reference model (the last one listed). Results are
 printed as a Markdown table and, with --out, written as JSON.
+
+``--steps=1,32`` times evaluation for each number of reverse steps K (diffusion models).
+``--paper`` measures the papers' full setting (ml-1m and amazon-beauty, hidden 128, 4 layers,
+max length 100, batch 1024) and sets the training time of 41 epochs against the DiffuRecSys
+paper's Table 2; with ``--max_batches`` the epoch is projected from the timed batches:
+
+    python benchmarks/benchmark.py --paper --models=DiffuRecSys,DiffuRec,SASRec --epochs=1 \
+        --max_batches=20 --no_eval --data_path=/path/to/datasets
 """
 import argparse
 import json
@@ -28,7 +36,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="DiffuRec,SASRec", help="comma-separated; the last is the reference")
-    p.add_argument("--dataset", default="ml-100k")
+    p.add_argument("--dataset", default="ml-100k", help="one or more, comma-separated")
     p.add_argument("--data_path", default=None)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--hidden_size", type=int, default=64)
@@ -38,10 +46,31 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=512)
     p.add_argument("--max_batches", type=int, default=0, help="time only this many batches per epoch (0 = all)")
     p.add_argument("--ensembles", default="1", help="n_ensemble values to time evaluation with (diffusion models)")
+    p.add_argument("--steps", default=None,
+                   help="sampling_steps K values to time evaluation with (diffusion models); default: the YAML's")
+    p.add_argument("--no_eval", action="store_true", help="time training only")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", default=None, help="write the results as JSON here")
-    return p.parse_known_args(argv)
+    p.add_argument("--paper", action="store_true",
+                   help="the papers' full setting: ml-1m and amazon-beauty, hidden 128, 4 layers, 4 heads, max "
+                        "length 100, batch 1024; training time for 41 epochs (projected from the timed batches "
+                        "with --max_batches) next to the DiffuRecSys paper's Table 2")
+    args, extra = p.parse_known_args(argv)
+    if args.paper:
+        for key, value in PAPER.items():
+            setattr(args, key, value)
+    return args, extra
+
+
+# the papers' setting (DiffuRecSys section 6.2) and its Table 2: training seconds of 41 epochs
+PAPER = dict(dataset="ml-1m,amazon-beauty", hidden_size=128, n_layers=4, n_heads=4, max_len=100, batch_size=1024)
+PAPER_EPOCHS = 41
+PAPER_TABLE2_S = {
+    ("ml-1m", "DiffuRec"): 65312.18, ("ml-1m", "DiffuRecSysV1"): 30612.66, ("ml-1m", "DiffuRecSys"): 27283.95,
+    ("amazon-beauty", "DiffuRec"): 8734.22, ("amazon-beauty", "DiffuRecSysV1"): 6776.10,
+    ("amazon-beauty", "DiffuRecSys"): 6468.38,
+}
 
 
 def release_free_memory():
@@ -100,7 +129,7 @@ class LimitedLoader:
         return getattr(self.loader, name)
 
 
-def bench_model(name, args, extra, warmup=False):
+def bench_model(name, args, extra):
     import torch
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
@@ -116,7 +145,7 @@ def bench_model(name, args, extra, warmup=False):
         f"--n_heads={args.n_heads}",
         f"--MAX_ITEM_LIST_LENGTH={args.max_len}",
         f"--train_batch_size={args.batch_size}",
-        f"--epochs={1 if warmup else args.epochs}",
+        f"--epochs={args.epochs}",
         f"--seed={args.seed}",
         f"--use_gpu={args.device != 'cpu'}",
         "--show_progress=False",
@@ -127,6 +156,13 @@ def bench_model(name, args, extra, warmup=False):
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
     cuda = config["device"].type == "cuda"
+    # warm-up: 2 unmeasured batches on a throwaway model (thread pools, allocator, kernels), then the
+    # measured model starts afresh from the same seed
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(name)(config, train._dataset).to(config["device"])
+    get_trainer(config["MODEL_TYPE"], name)(config, model)._train_epoch(LimitedLoader(train, 2), 0)
+    del model
+    release_free_memory()
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -135,7 +171,8 @@ def bench_model(name, args, extra, warmup=False):
         init_seed(config["seed"], config["reproducibility"])
         model = get_model(name)(config, train._dataset).to(config["device"])
         trainer = get_trainer(config["MODEL_TYPE"], name)(config, model)
-        loader = LimitedLoader(train, 2 if warmup else args.max_batches) if (warmup or args.max_batches) else train
+        loader = LimitedLoader(train, args.max_batches) if args.max_batches else train
+        full_batches = len(train)
         n_samples = sum(len(batch) for batch in loader)
         epoch_seconds, losses = [], []
         for epoch in range(args.epochs):
@@ -144,33 +181,45 @@ def bench_model(name, args, extra, warmup=False):
             if cuda:
                 torch.cuda.synchronize()
             epoch_seconds.append(time.perf_counter() - start)
-            if not warmup:
-                print(f"  {name} epoch {epoch + 1}/{args.epochs}: {epoch_seconds[-1]:.1f} s, loss {losses[-1]:.4f}", flush=True)
-        ensembles = [int(n) for n in args.ensembles.split(",")] if hasattr(model, "n_ensemble") else [None]
+            print(f"  {name} epoch {epoch + 1}/{args.epochs}: {epoch_seconds[-1]:.1f} s, loss {losses[-1]:.4f}", flush=True)
+        settings = [None]  # (sampling steps K, n_ensemble) for diffusion models, None for the others
+        if hasattr(model, "n_ensemble"):
+            steps = [int(k) for k in args.steps.split(",")] if args.steps else [config["sampling_steps"]]
+            settings = [(k, int(n)) for k in steps for n in args.ensembles.split(",")]
         eval_seconds, test_results = {}, {}
-        for n in ensembles:
-            if n is not None:
-                model.n_ensemble = n
+        for setting in [] if args.no_eval else settings:
+            if setting is not None:
+                k, model.n_ensemble = setting
+                k = k or model.diffusion.num_timesteps
+                model.sampling_diffusion = model.diffusion.respace(k)
             start = time.perf_counter()
             trainer.evaluate(valid, load_best_model=False)
             if cuda:
                 torch.cuda.synchronize()
-            eval_seconds[n] = time.perf_counter() - start
-            test_results[n] = trainer.evaluate(test, load_best_model=False)
+            eval_seconds[setting] = time.perf_counter() - start
+            test_results[setting] = trainer.evaluate(test, load_best_model=False)
     peak = (torch.cuda.max_memory_allocated() - base_gpu) if cuda else (mem.peak - mem.base)
     epoch_time = statistics.median(epoch_seconds)
     rows = []
-    for n in ensembles:
+    for setting in settings:
+        label = name if setting is None else f"{name} (K {setting[0] or model.diffusion.num_timesteps}, n_ensemble {setting[1]})"
+        result = test_results.get(setting, {})
         rows.append({
-            "model": name if n is None else f"{name} (n_ensemble {n})",
+            "dataset": args.dataset,
+            "model": label,
+            "name": name,
             "train_s_per_epoch": epoch_time,
             "train_samples_per_s": n_samples / epoch_time,
             "batches_per_epoch": len(loader),
-            "eval_s": eval_seconds[n],
+            "full_batches_per_epoch": full_batches,
+            # a whole epoch from the timed batches, and the papers' 41 epochs (training only)
+            "projected_epoch_s": epoch_time / len(loader) * full_batches,
+            "projected_41_epochs_s": epoch_time / len(loader) * full_batches * PAPER_EPOCHS,
+            "eval_s": eval_seconds.get(setting, float("nan")),
             "peak_mem_mib": peak / 2**20,
             "losses": losses,
-            "test_hit@10": float(test_results[n]["hit@10"]),
-            "test_ndcg@10": float(test_results[n]["ndcg@10"]),
+            "test_hit@10": float(result.get("hit@10", float("nan"))),
+            "test_ndcg@10": float(result.get("ndcg@10", float("nan"))),
         })
     return rows
 
@@ -191,6 +240,20 @@ def table(results):
     return "\n".join(rows)
 
 
+def paper_table(results):
+    rows = [
+        "| dataset | model | s/epoch (projected) | 41 epochs, s | paper Table 2, s | x paper |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        paper = PAPER_TABLE2_S.get((r["dataset"], r["name"]))
+        rows.append(
+            f"| {r['dataset']} | {r['model']} | {r['projected_epoch_s']:.1f} | {r['projected_41_epochs_s']:.0f} | "
+            + (f"{paper:.0f} | {r['projected_41_epochs_s'] / paper:.3f} |" if paper else "- | - |")
+        )
+    return "\n".join(rows)
+
+
 def main(argv=None):
     args, extra = parse_args(argv)
     import torch
@@ -198,28 +261,34 @@ def main(argv=None):
     import recbole_diffurec  # noqa: F401
 
     models = args.models.split(",")
+    datasets = args.dataset.split(",")
     print(
-        f"# {args.dataset}: {', '.join(models)}; hidden {args.hidden_size}, {args.n_layers} layers, "
+        f"# {', '.join(datasets)}: {', '.join(models)}; hidden {args.hidden_size}, {args.n_layers} layers, "
         f"{args.n_heads} heads, max length {args.max_len}, batch {args.batch_size}, {args.epochs} epochs"
         f"{f', {args.max_batches} batches/epoch' if args.max_batches else ''}; device {args.device}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
         + (f"; extra {' '.join(extra)}" if extra else ""),
         flush=True,
     )
-    # one unmeasured pass of 2 batches per model: thread pools, allocator and kernels warm up for all
-    for name in models:
-        bench_model(name, args, extra, warmup=True)
-    results = []
-    for name in models:
-        for r in bench_model(name, args, extra):
-            print(f"{r['model']}: {json.dumps({k: v for k, v in r.items() if k != 'losses'})}", flush=True)
-            results.append(r)
-        if args.out:  # written as produced: an interrupted run keeps the finished models
-            with open(args.out + ".tmp", "w") as f:
-                json.dump({"args": vars(args), "extra": extra, "results": results}, f, indent=1)
-            os.replace(args.out + ".tmp", args.out)
+    results, tables = [], []
+    for dataset in datasets:
+        args.dataset = dataset
+        these = []
+        for name in models:
+            for r in bench_model(name, args, extra):
+                print(f"{r['model']}: {json.dumps({k: v for k, v in r.items() if k != 'losses'})}", flush=True)
+                these.append(r)
+            if args.out:  # written as produced: an interrupted run keeps the finished models
+                with open(args.out + ".tmp", "w") as f:
+                    json.dump({"args": vars(args), "extra": extra, "results": results + these}, f, indent=1)
+                os.replace(args.out + ".tmp", args.out)
+        results += these
+        tables.append(f"## {dataset}\n\n{table(these)}")
     print()
-    print(table(results))
+    print("\n\n".join(tables))
+    if args.paper:
+        print(f"\n## Training time of the papers' setting ({PAPER_EPOCHS} epochs) against DiffuRecSys Table 2\n")
+        print(paper_table(results))
     return results
 
 
