@@ -124,3 +124,11 @@ def test_sampling_steps_respaces_inference_only(tiny_data, workdir):
     with torch.no_grad():
         scores = fast.full_sort_predict(interaction)
     assert len(calls) == 2 and scores.shape == (len(interaction), fast.n_items)
+
+
+def test_sampling_steps_zero_means_all_and_never_exceeds_t(tiny_data, workdir):
+    _, zero, _, _, _ = build(tiny_data, "--sampling_steps=0")
+    config = Config("DiffuRec", "ml-100k", cmd_args=tiny_args(tiny_data, "--diffusion_steps=2", "--n_heads=2"))
+    short = DiffuRec(config, data_preparation(config, create_dataset(config))[0]._dataset)  # default K = 4 > T
+    assert zero.sampling_diffusion is zero.diffusion
+    assert short.sampling_diffusion is short.diffusion and short.diffusion.num_timesteps == 2
