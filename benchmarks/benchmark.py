@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="DiffuRec,SASRec", help="comma-separated; the last is the reference")
-    p.add_argument("--dataset", default="ml-100k", help="one or more, comma-separated")
+    p.add_argument("--dataset", default=None, help="one or more, comma-separated (default ml-100k; --paper: both)")
     p.add_argument("--data_path", default=None)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--hidden_size", type=int, default=64)
@@ -59,7 +59,9 @@ def parse_args(argv=None):
     args, extra = p.parse_known_args(argv)
     if args.paper:
         for key, value in PAPER.items():
-            setattr(args, key, value)
+            if key != "dataset" or args.dataset is None:
+                setattr(args, key, value)
+    args.dataset = args.dataset or "ml-100k"
     return args, extra
 
 
