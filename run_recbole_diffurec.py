@@ -40,6 +40,9 @@ def parse_args(argv):
     compare.add_argument("--datasets", default=None, help="comma-separated dataset names")
     compare.add_argument("--seeds", default=None, help="comma-separated seeds (default: 2020)")
     compare.add_argument("--out", default="results/compare", help="folder of run records, checkpoints and tables")
+    compare.add_argument(
+        "--variant", default=None, help="name these runs MODEL-VARIANT in records and tables (other settings of a model)"
+    )
     compare.add_argument("--baseline", default=None, help="model the t-tests compare against (default DiffuRec)")
     compare.add_argument("--force", action="store_true", help="rerun finished runs")
     compare.add_argument("--tables", default=None, metavar="OUT", help="only rebuild the tables of OUT")
@@ -67,7 +70,9 @@ def compare(args, config_files, config_dict, rest):
     for dataset in datasets:
         for model in models:
             Config(model, dataset, config_files, config_dict, rest)
-    records = run_grid(models, datasets, seeds, args.out, config_files, config_dict, rest, force=args.force)
+    records = run_grid(
+        models, datasets, seeds, args.out, config_files, config_dict, rest, force=args.force, variant=args.variant
+    )
     failed = [r for r in records if r["status"] != "ok"]
     tables = build_tables(args.out, args.baseline)
     for name, text in tables.items():
@@ -117,7 +122,7 @@ def main(argv=None):
             print(open(os.path.join(out, "case_study.md")).read())
             print(f"case study of {args.case_study} written to {out} (case_study.md/.csv/.json, tsne.png)")
             return 0
-        if args.models or args.datasets or args.seeds:
+        if args.models or args.datasets or args.seeds or args.variant:
             return compare(args, config_files, config_dict, rest)
         result = run(args.model, args.dataset, config_files, config_dict, cmd_args=rest)
     except UsageError as e:

@@ -1,9 +1,10 @@
 """Experiments of the DiffuRecSys paper (sections 6.3-6.4) with RecBole's baselines in one harness.
 
 ``run_grid`` trains every (dataset, model, seed) once and writes one JSON record per run, atomically,
-as soon as it ends: ``OUT/runs/<dataset>__<model>__seed<seed>.json``, with status ``ok`` (metrics,
-training seconds, checkpoint) or ``failed`` (the error). A rerun skips finished runs (``force``
-reruns them). ``build_tables`` rebuilds every table from those records, without retraining:
+as soon as it ends: ``OUT/runs/<dataset>__<label>__seed<seed>.json``, with status ``ok`` (metrics,
+training seconds, checkpoint) or ``failed`` (the error). The label is the model's name, or
+``<model>-<variant>`` when a grid runs under a ``variant`` name (other settings of the same model,
+e.g. the papers' settings, in the same tables). A rerun skips finished runs (``force`` reruns them). ``build_tables`` rebuilds every table from those records, without retraining:
 
 - ``table3_metrics``: every metric as mean ± std over seeds, per dataset and model (paper Table 3);
 - ``table4_ttest``: paired t-test over the seeds both have, each model against a baseline, with the
@@ -56,14 +57,27 @@ def _fmt_seconds(s):
     return str(datetime.timedelta(seconds=int(s)))
 
 
-def run_grid(models, datasets, seeds, out, config_files=None, config_dict=None, cmd_args=(), force=False, log=print):
+def run_label(model, variant=None):
+    """The name a run goes by in records and tables: the model, or ``<model>-<variant>``."""
+    return f"{model}-{variant}" if variant else model
+
+
+def record_label(record):
+    return record.get("label", record["model"])
+
+
+def run_grid(
+    models, datasets, seeds, out, config_files=None, config_dict=None, cmd_args=(), force=False, log=print,
+    variant=None,
+):
     """Train and test every (dataset, model, seed); returns the records of this grid."""
     from recbole_diffurec.quick_start import run
 
     grid = [(d, m, s) for d in datasets for m in models for s in seeds]
     durations, records = [], []
     for i, (dataset, model, seed) in enumerate(grid, 1):
-        key = run_key(dataset, model, seed)
+        label = run_label(model, variant)
+        key = run_key(dataset, label, seed)
         path = os.path.join(out, "runs", key + ".json")
         if not force and os.path.isfile(path):
             with open(path) as f:
@@ -76,7 +90,7 @@ def run_grid(models, datasets, seeds, out, config_files=None, config_dict=None, 
         eta = f", about {_fmt_seconds(statistics.mean(durations) * left)} left" if durations else ""
         log(f"[{i}/{len(grid)}] {key}: running{eta}")
         start = time.time()
-        record = {"dataset": dataset, "model": model, "seed": seed}
+        record = {"dataset": dataset, "model": model, "label": label, "seed": seed}
         try:
             result = run(
                 model,
@@ -130,7 +144,7 @@ def _by_dataset_model(records):
     grouped = {}
     for r in records:
         if r.get("status") == "ok":
-            grouped.setdefault(r["dataset"], {}).setdefault(r["model"], {})[r["seed"]] = r
+            grouped.setdefault(r["dataset"], {}).setdefault(record_label(r), {})[r["seed"]] = r
     return grouped
 
 
@@ -218,6 +232,6 @@ def build_tables(out, baseline=None, log=print):
 
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
-        log(f"{len(failed)} failed run(s) left out: " + ", ".join(run_key(r["dataset"], r["model"], r["seed"]) for r in failed))
+        log(f"{len(failed)} failed run(s) left out: " + ", ".join(run_key(r["dataset"], record_label(r), r["seed"]) for r in failed))
     return tables
 

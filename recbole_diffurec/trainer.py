@@ -22,6 +22,12 @@ class Trainer(RecBoleTrainer):
         self.scheduler = self._build_scheduler()
         self._epoch_idx = 0
 
+    def _build_optimizer(self, **kwargs):
+        # models that want parameter groups (DiffuRec: no decay on the x_t/t pathway) say so
+        if "params" not in kwargs and hasattr(self.model, "parameter_groups"):
+            kwargs["params"] = self.model.parameter_groups(kwargs.get("weight_decay", self.weight_decay))
+        return super()._build_optimizer(**kwargs)
+
     def _build_scheduler(self):
         if not self.lr_step_size:
             return None

@@ -162,3 +162,58 @@ def test_variants_end_to_end(model, tiny_data, workdir):
     for split in ("best_valid_result", "test_result"):
         for m in METRICS:
             assert 0.0 <= float(result[split][m]) <= 1.0
+
+
+def test_unchained_blocks_use_only_the_last_block():
+    """chain_blocks False (the DiffuRecSys repository): every block reads the history, so only
+    the last block reaches the output; its output is the last block applied to the history."""
+    approx = DiffuRecSysApproximator(H, 3, 2, 0.0, lambda_uncertainty=0.5, chain_blocks=False).eval()
+    seq_emb, key_mask = history()
+    x_t, t = torch.randn(B, H), torch.tensor([0.0, 250.0, 500.0, 750.0])
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    ref = approx(seq_emb, key_mask, x_t, t, LENGTHS - 1, generator=g())
+    with torch.no_grad():
+        approx.blocks[0].block.feed_forward.fc2.weight.add_(torch.randn(H, 4 * H))
+    assert torch.allclose(approx(seq_emb, key_mask, x_t, t, LENGTHS - 1, generator=g()), ref)
+    # the same numbers as the last block by hand, with the same lambda draw
+    query = approx.sample_lambda((B, 1, H), "cpu", g()) * (x_t + approx.t_embedder(t)).unsqueeze(1)
+    by_hand = approx.norm(approx.blocks[-1](seq_emb, key_mask, query, LENGTHS - 1)).squeeze(1)
+    assert torch.allclose(by_hand, ref, atol=1e-6)
+
+
+def pathway_size(model):
+    """Frobenius norms of the timestep MLP's first weight and of every cross-attention query weight."""
+    weights = [model.approximator.t_embedder.mlp[0].weight] + [
+        b.cross_attention.query.weight for b in model.approximator.blocks
+    ]
+    return torch.stack([w.detach().norm() for w in weights])
+
+
+@pytest.mark.parametrize("paper_decay, survives", [(False, True), (True, False)])
+def test_pathway_survives_training_with_the_defaults(tiny_data, paper_decay, survives):
+    """The x_t/t pathway sees its input through lambda ~ 1e-3, so its gradient is tiny. Under the
+    papers' L2 decay inside Adam the decay term dominates that gradient and the weights shrink
+    towards zero within a few hundred steps; the defaults (no decay on the pathway) keep them.
+    The papers' case runs too, so this test is known to be able to fail."""
+    from recbole_diffurec.trainer import Trainer
+
+    extra = ["--hidden_size=16", "--n_heads=2", "--weight_decay=0.0001"]
+    if paper_decay:
+        extra.append("--pathway_weight_decay=True")
+    config, model, train, _ = build(tiny_data, "DiffuRecSys", *extra)
+    assert config["pathway_weight_decay"] is paper_decay  # the default exempts the pathway
+    optimizer = Trainer(config, model).optimizer
+    before = pathway_size(model)
+    model.train()
+    step = 0
+    while step < 300:
+        for batch in train:
+            optimizer.zero_grad()
+            model.calculate_loss(batch).backward()
+            optimizer.step()
+            step += 1
+    ratio = pathway_size(model) / before
+    if survives:
+        assert bool((ratio > 0.5).all()), ratio
+    else:
+        assert bool((ratio < 0.35).all()), ratio

@@ -203,3 +203,19 @@ def test_case_study_writes_table_and_png(model, tiny_data, workdir):
         assert variants == {"single run", "ensemble of 2"}
         png = os.path.join(out, "tsne.png")
         assert os.path.getsize(png) > 1000 and open(png, "rb").read(4) == b"\x89PNG"
+
+
+def test_variant_runs_share_tables_under_their_own_name(tiny_data, workdir, capsys):
+    """--variant=NAME records a model's runs with other settings as MODEL-NAME, beside the plain
+    runs, in the same tables; the settings really apply."""
+    out = str(workdir / "res")
+    base = ["--models=SASRec", "--datasets=ml-100k", "--seeds=1", f"--out={out}"]
+    assert runner.main(base + tiny_args(tiny_data)) == 0
+    assert runner.main(base + ["--variant=wide"] + tiny_args(tiny_data, "--hidden_size=16", "--inner_size=32")) == 0
+    recs = records(out)
+    assert set(recs) == {"ml-100k__SASRec__seed1", "ml-100k__SASRec-wide__seed1"}
+    wide = recs["ml-100k__SASRec-wide__seed1"]
+    assert wide["model"] == "SASRec" and wide["label"] == "SASRec-wide"
+    assert wide["test_result"] != recs["ml-100k__SASRec__seed1"]["test_result"]
+    table = open(os.path.join(out, "tables", "table3_metrics.md")).read()
+    assert "| ml-100k | SASRec | 1 |" in table and "| ml-100k | SASRec-wide | 1 |" in table

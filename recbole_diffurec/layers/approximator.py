@@ -48,6 +48,12 @@ class DiffuRecApproximator(nn.Module):
             h = block(h, key_mask, last if i == len(self.blocks) - 1 else None)
         return h
 
+    def pathway_parameters(self):
+        """The parameters that see the noised target only through lambda * (x_t + d_t): the
+        timestep MLP here (subclasses add their query projections). Weight decay can be kept off
+        them (``pathway_weight_decay``): their real gradient is ~lambda times the others'."""
+        return list(self.t_embedder.parameters())
+
     def forward(self, seq_emb, key_mask, x_t, t, last, generator=None):
         cond = x_t + self.t_embedder(t)  # [B, H]
         h = self.encode(seq_emb, key_mask, cond, last, generator)  # [B, 1, H]
@@ -73,15 +79,30 @@ class CrossAttentionBlock(nn.Module):
 
 class DiffuRecSysApproximator(DiffuRecApproximator):
     """The noised target conditions the history through cross-attention in every block instead of
-    being added to it (DiffuRecSys Eq. 16). Blocks are chained; lambda ~ N(mu, mu) scales the
-    single query, one draw [B, 1, H] per call."""
+    being added to it (DiffuRecSys Eq. 16). lambda ~ N(mu, mu) scales the single query, one draw
+    [B, 1, H] per call.
+
+    ``chain_blocks`` True: block i takes block i-1's output (a transformer stack). False: every
+    block reads the embedded history and only the last block's output is used, as the DiffuRecSys
+    repository runs (its earlier blocks are computed and discarded, so they are skipped here)."""
+
+    def __init__(self, hidden_size, n_layers, n_heads, dropout, lambda_uncertainty, chain_blocks=True):
+        super().__init__(hidden_size, n_layers, n_heads, dropout, lambda_uncertainty)
+        self.chain_blocks = chain_blocks
 
     def build_block(self, hidden_size, n_heads, dropout):
         return CrossAttentionBlock(hidden_size, n_heads, dropout)
 
+    def pathway_parameters(self):
+        return super().pathway_parameters() + [
+            p for block in self.blocks for p in block.cross_attention.query.parameters()
+        ]
+
     def encode(self, seq_emb, key_mask, cond, last, generator=None):
         B, _, H = seq_emb.shape
         query = self.sample_lambda((B, 1, H), seq_emb.device, generator) * cond.unsqueeze(1)  # [B, 1, H]
+        if not self.chain_blocks:  # only the last block reaches the output
+            return self.blocks[-1](seq_emb, key_mask, query, last)
         h = seq_emb
         for i, block in enumerate(self.blocks):  # each block takes the previous block's output
             h = block(h, key_mask, query, last if i == len(self.blocks) - 1 else None)

@@ -72,12 +72,15 @@ class DiffuRec(SequentialRecommender):
         "sampling_steps",
         "inference_batch_size",
         "autocast_bf16",
+        "item_init_std",
+        "pathway_weight_decay",
     )
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         # parameters
         p = read_config(config, self.CONFIG_KEYS, type(self).__name__)
+        self.settings = p  # every key of CONFIG_KEYS, for subclasses' layers
         self.hidden_size = p["hidden_size"]
         self.n_layers = p["n_layers"]
         self.n_heads = p["n_heads"]
@@ -90,10 +93,13 @@ class DiffuRec(SequentialRecommender):
         self.autocast_bf16 = p["autocast_bf16"]
 
         # layers
-        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)  # N(0, 1) init, kept
+        self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)
         self.position_embedding = (
             nn.Embedding(self.max_seq_length, self.hidden_size) if p["use_position_embedding"] else None
         )
+        for table in (self.item_embedding, self.position_embedding):
+            if table is not None:  # std 1 is PyTorch's default, the reference's
+                nn.init.normal_(table.weight, mean=0.0, std=p["item_init_std"])
         self.emb_dropout = nn.Dropout(p["emb_dropout"])
         self.emb_norm = nn.LayerNorm(self.hidden_size, eps=1e-12)
         self.diffusion = GaussianDiffusion(
@@ -109,6 +115,19 @@ class DiffuRec(SequentialRecommender):
         return DiffuRecApproximator(
             self.hidden_size, self.n_layers, self.n_heads, self.dropout_prob, self.lambda_uncertainty
         )
+
+    def parameter_groups(self, weight_decay):
+        """Optimizer parameter groups: with ``pathway_weight_decay`` False, the approximator's
+        x_t/t pathway (timestep MLP, cross-attention queries) gets no weight decay. Its gradient
+        is scaled by lambda (~1e-3), so an L2 term in Adam's gradient would dominate it and drive
+        those weights to zero (the trainer's optimizer uses these groups)."""
+        if self.settings["pathway_weight_decay"] or not weight_decay:
+            return [{"params": list(self.parameters())}]
+        exempt = {id(p) for p in self.approximator.pathway_parameters()}
+        return [
+            {"params": [p for p in self.parameters() if id(p) not in exempt]},
+            {"params": [p for p in self.parameters() if id(p) in exempt], "weight_decay": 0.0},
+        ]
 
     # ----- history -----
     def encode_history(self, item_seq, item_seq_len):

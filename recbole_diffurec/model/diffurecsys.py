@@ -14,8 +14,9 @@ class DiffuRecSys(DiffuRec):
         All of DiffuRec's deviations from its reference code apply. In addition, against the
         DiffuRecSys repository (github shararezr/DiffuRecSys):
 
-        1. Blocks are chained (block i takes block i-1's output). The repository feeds the
-           original history into every block, so only the last block counts.
+        1. Blocks are chained (block i takes block i-1's output) by default. The repository feeds
+           the original history into every block, so only the last block counts:
+           ``chain_blocks: False`` reproduces that (the paper's numbers come from it).
         2. Cross-attention is standard scaled dot-product attention. The repository normalises
            queries and keys with softmaxes (the keys over the head axis) and multiplies them
            without a scaled dot product.
@@ -29,9 +30,16 @@ class DiffuRecSys(DiffuRec):
            std sqrt(1 + s^2)) and is switched off at its HEAD.
     """
 
+    CONFIG_KEYS = DiffuRec.CONFIG_KEYS + ("chain_blocks",)
+
     def build_approximator(self):
         return DiffuRecSysApproximator(
-            self.hidden_size, self.n_layers, self.n_heads, self.dropout_prob, self.lambda_uncertainty
+            self.hidden_size,
+            self.n_layers,
+            self.n_heads,
+            self.dropout_prob,
+            self.lambda_uncertainty,
+            chain_blocks=self.settings["chain_blocks"],
         )
 
 
