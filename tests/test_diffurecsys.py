@@ -5,7 +5,7 @@ from recbole.data import create_dataset, data_preparation
 
 from conftest import tiny_args
 from recbole_diffurec.config import Config
-from recbole_diffurec.layers import DiffuRecSysApproximator
+from recbole_diffurec.layers import DiffuRecApproximator, DiffuRecSysApproximator
 from recbole_diffurec.model import DiffuRec, DiffuRecSys, DiffuRecSysV1
 from recbole_diffurec.quick_start import run
 from recbole_diffurec.utils import get_model
@@ -217,3 +217,14 @@ def test_pathway_survives_training_with_the_defaults(tiny_data, paper_decay, sur
         assert bool((ratio > 0.5).all()), ratio
     else:
         assert bool((ratio < 0.35).all()), ratio
+
+
+@pytest.mark.parametrize("approximator", [DiffuRecApproximator, DiffuRecSysApproximator])
+def test_lambda_zero_is_the_no_diffusion_control(approximator):
+    """lambda_uncertainty 0 (the accuracy table's control row): x_t and t never reach the output,
+    so training and the reverse process reduce to one deterministic transformer."""
+    approx = approximator(H, 2, 2, 0.0, lambda_uncertainty=0.0).eval()
+    seq_emb, key_mask = history()
+    a = approx(seq_emb, key_mask, torch.zeros(B, H), torch.zeros(B), LENGTHS - 1)
+    b = approx(seq_emb, key_mask, 5 * torch.randn(B, H), torch.full((B,), 900.0), LENGTHS - 1)
+    assert torch.equal(a, b)
