@@ -106,6 +106,7 @@ def run_grid(
                 train_seconds=result["train_seconds"],
                 test_seconds=result["test_seconds"],
                 checkpoint=result["checkpoint"],
+                epochs_trained=result["epochs_trained"],
             )
         except Exception as e:  # a failed run is recorded and the grid goes on
             record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))

@@ -59,6 +59,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), sa
         "best_valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),
         "checkpoint": trainer.saved_model_file if saved else None,
+        # our Trainer counts epochs; RecBole's special trainers (none of the models here) do not
+        "epochs_trained": trainer._epoch_idx + 1 if hasattr(trainer, "_epoch_idx") else None,
         "train_seconds": train_seconds,
         "test_seconds": test_seconds,
         "config": config,

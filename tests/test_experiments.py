@@ -215,7 +215,7 @@ def test_variant_runs_share_tables_under_their_own_name(tiny_data, workdir, caps
     recs = records(out)
     assert set(recs) == {"ml-100k__SASRec__seed1", "ml-100k__SASRec-wide__seed1"}
     wide = recs["ml-100k__SASRec-wide__seed1"]
-    assert wide["model"] == "SASRec" and wide["label"] == "SASRec-wide"
+    assert wide["model"] == "SASRec" and wide["label"] == "SASRec-wide" and wide["epochs_trained"] == 1
     assert wide["test_result"] != recs["ml-100k__SASRec__seed1"]["test_result"]
     table = open(os.path.join(out, "tables", "table3_metrics.md")).read()
     assert "| ml-100k | SASRec | 1 |" in table and "| ml-100k | SASRec-wide | 1 |" in table
