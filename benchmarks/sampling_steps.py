@@ -35,7 +35,11 @@ def main(argv=None):
         checkpoint = torch.load(path, weights_only=False)  # RecBole's own checkpoint: a pickled Config
         config = checkpoint["config"]
         # checkpoints saved before these keys existed behaved as their defaults
-        for key, value in (("sampling_steps", 0), ("inference_batch_size", 512), ("autocast_bf16", False)):
+        # (the item init and the decay do not matter once trained weights are loaded)
+        for key, value in (
+            ("sampling_steps", 0), ("inference_batch_size", 512), ("autocast_bf16", False),
+            ("item_init_std", 1.0), ("pathway_weight_decay", True), ("chain_blocks", True),
+        ):
             config.final_config_dict.setdefault(key, value)
         init_seed(config["seed"], config["reproducibility"])
         _, _, test = data_preparation(config, create_dataset(config))

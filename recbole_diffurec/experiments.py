@@ -4,7 +4,8 @@
 as soon as it ends: ``OUT/runs/<dataset>__<label>__seed<seed>.json``, with status ``ok`` (metrics,
 training seconds, checkpoint) or ``failed`` (the error). The label is the model's name, or
 ``<model>-<variant>`` when a grid runs under a ``variant`` name (other settings of the same model,
-e.g. the papers' settings, in the same tables). A rerun skips finished runs (``force`` reruns them). ``build_tables`` rebuilds every table from those records, without retraining:
+e.g. the papers' settings, in the same tables). A rerun skips finished runs (``force`` reruns
+them). ``build_tables`` rebuilds every table from those records, without retraining:
 
 - ``table3_metrics``: every metric as mean ± std over seeds, per dataset and model (paper Table 3);
 - ``table4_ttest``: paired t-test over the seeds both have, each model against a baseline, with the
