@@ -35,6 +35,10 @@ def parse_args(argv):
     parser.add_argument("--dataset", "-d", default=DEFAULT_DATASET, help=f"dataset name (default {DEFAULT_DATASET})")
     parser.add_argument("--config_files", default=None, help="YAML files, separated by spaces")
     parser.add_argument("--data_path", default=None, help="folder holding DATASET/DATASET.inter (default: dataset/)")
+    parser.add_argument(
+        "--resume", default=None, metavar="STATE",
+        help="continue an interrupted run from its training state (the X.state.pth saved next to its checkpoint X.pth)",
+    )
     compare = parser.add_argument_group("compare (any of --models/--datasets/--seeds)")
     compare.add_argument("--models", default=None, help="comma-separated model names")
     compare.add_argument("--datasets", default=None, help="comma-separated dataset names")
@@ -87,6 +91,8 @@ def print_results(result):
     for name, values in (("valid", result["best_valid_result"]), ("test", result["test_result"])):
         print(f"{name:<8}" + "  ".join(f"{float(values.get(m, float('nan'))):8.4f}" for m in METRICS))
     print(f"train {result['train_seconds']:.1f} s, test {result['test_seconds']:.1f} s")
+    if result.get("state_file"):
+        print(f"training state: {result['state_file']} (continue or extend the run with --resume=THAT)")
 
 
 def main(argv=None):
@@ -123,8 +129,15 @@ def main(argv=None):
             print(f"case study of {args.case_study} written to {out} (case_study.md/.csv/.json, tsne.png)")
             return 0
         if args.models or args.datasets or args.seeds or args.variant:
+            if args.resume:
+                raise UsageError("compare mode resumes interrupted runs by itself; drop --resume.")
             return compare(args, config_files, config_dict, rest)
-        result = run(args.model, args.dataset, config_files, config_dict, cmd_args=rest)
+        if args.resume and not os.path.isfile(args.resume):
+            raise UsageError(f"training state '{args.resume}' does not exist (it is the X.state.pth next to a run's checkpoint).")
+        result = run(
+            args.model, args.dataset, config_files, config_dict, cmd_args=rest, state_file=args.resume,
+            resume=bool(args.resume),
+        )
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -5,7 +5,9 @@ as soon as it ends: ``OUT/runs/<dataset>__<label>__seed<seed>.json``, with statu
 training seconds, checkpoint) or ``failed`` (the error). The label is the model's name, or
 ``<model>-<variant>`` when a grid runs under a ``variant`` name (other settings of the same model,
 e.g. the papers' settings, in the same tables). A rerun skips finished runs (``force`` reruns
-them). ``build_tables`` rebuilds every table from those records, without retraining:
+them). A run interrupted mid-training continues from its last finished epoch: the training
+state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a rerun resumes it
+(``force`` starts afresh). ``build_tables`` rebuilds every table from those records, without retraining:
 
 - ``table3_metrics``: every metric as mean ± std over seeds, per dataset and model (paper Table 3);
 - ``table4_ttest``: paired t-test over the seeds both have, each model against a baseline, with the
@@ -89,7 +91,9 @@ def run_grid(
                 continue
         left = len(grid) - i + 1
         eta = f", about {_fmt_seconds(statistics.mean(durations) * left)} left" if durations else ""
-        log(f"[{i}/{len(grid)}] {key}: running{eta}")
+        state_file = os.path.join(out, "checkpoints", key + ".state.pth")
+        resume = not force and os.path.isfile(state_file)
+        log(f"[{i}/{len(grid)}] {key}: {'resuming its training state' if resume else 'running'}{eta}")
         start = time.time()
         record = {"dataset": dataset, "model": model, "label": label, "seed": seed}
         try:
@@ -99,6 +103,8 @@ def run_grid(
                 config_files,
                 dict(config_dict or {}, seed=seed, checkpoint_dir=os.path.join(out, "checkpoints")),
                 cmd_args=cmd_args,
+                state_file=state_file,
+                resume=resume,
             )
             record.update(
                 status="ok",

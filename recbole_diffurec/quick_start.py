@@ -1,5 +1,6 @@
 """Train and evaluate one model on one dataset, as RecBole's ``run_recbole`` does, through our
 Config (plugin models, our YAML defaults, strict keys) and our trainer lookup."""
+import os
 import sys
 import time
 from logging import getLogger
@@ -17,12 +18,21 @@ def format_results(result, metric_names=None):
     return "  ".join(f"{k} {float(result[k]):.4f}" for k in keys if k in result)
 
 
-def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), saved=True):
+def state_file_for(checkpoint):
+    """The training state saved next to a best checkpoint ``X.pth``: ``X.state.pth``."""
+    return (checkpoint[:-4] if checkpoint.endswith(".pth") else checkpoint) + ".state.pth"
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), saved=True, state_file=None,
+        resume=False):
     """Train ``model`` on ``dataset``, select on validation, evaluate once on test.
 
-    Returns a dict with the best validation score and results, the test results, the checkpoint
-    path (None when ``saved`` is False), the number of trained epochs and the wall seconds spent
-    training and testing.
+    With ``saved``, the training state is written after every epoch to ``state_file`` (default:
+    next to the best checkpoint, see ``state_file_for``); with ``resume`` and an existing
+    ``state_file``, training continues from it. Returns a dict with the best validation score and
+    results, the test results, the checkpoint path (None when ``saved`` is False), the training
+    state's path, the number of trained epochs and the wall seconds spent training (over every
+    process that trained the run) and testing.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     init_seed(config["seed"], config["reproducibility"])
@@ -40,11 +50,18 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), sa
     logger.info(model_obj)
 
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    resumable = saved and hasattr(trainer, "load_training_state")
+    if resumable:
+        trainer.state_file = state_file or state_file_for(trainer.saved_model_file)
+        if resume and os.path.isfile(trainer.state_file):
+            trainer.load_training_state(trainer.state_file, train_data)
+        else:
+            logger.info(f"Training state saved after every epoch to {trainer.state_file} (--resume=PATH continues it)")
     start = time.time()
     best_valid_score, best_valid_result = trainer.fit(
         train_data, valid_data, saved=saved, show_progress=config["show_progress"]
     )
-    train_seconds = time.time() - start
+    train_seconds = trainer.training_seconds() if resumable else time.time() - start
     start = time.time()
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     test_seconds = time.time() - start
@@ -59,6 +76,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), sa
         "best_valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),
         "checkpoint": trainer.saved_model_file if saved else None,
+        "state_file": trainer.state_file if resumable else None,
         # our Trainer counts epochs; RecBole's special trainers (none of the models here) do not
         "epochs_trained": trainer._epoch_idx + 1 if hasattr(trainer, "_epoch_idx") else None,
         "train_seconds": train_seconds,

@@ -1,9 +1,21 @@
-"""RecBole's Trainer with the paper's StepLR schedule and a NaN error that says what to do.
+"""RecBole's Trainer with the paper's StepLR schedule, a resumable training state and a NaN error
+that says what to do.
 
 The schedule is general: any model our runner trains with RecBole's plain trainer (SASRec, GRU4Rec,
 BERT4Rec, DiffuRec, DiffuRecSys) gets it from two keys in ``properties/overall.yaml``:
 ``lr_step_size`` (0 = constant learning rate) and ``lr_gamma``.
+
+Resume: with ``state_file`` set, the full training state (model, optimizer, schedule, epoch,
+early-stopping counters, best validation so far, the best checkpoint's path, every random number
+generator the training draws from, and the training seconds so far) is written atomically at the
+end of every evaluated epoch. ``load_training_state`` puts all of it back, so training continues
+from the next epoch exactly as if it had not stopped (same seed, same device).
 """
+import os
+import random
+import time
+
+import numpy as np
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 
@@ -14,6 +26,45 @@ class NaNLossError(UsageError):
     """Training diverged; the message names the epoch and what to change."""
 
 
+class ResumeError(UsageError):
+    """A training state that cannot continue this run; the message says why and what to do."""
+
+
+STATE_FORMAT = 1
+# Config keys that may differ between the interrupted run and its continuation: where files go,
+# how progress is shown, and the budget (a finished run may be given more epochs or patience).
+RESUME_FREE_KEYS = {
+    "checkpoint_dir", "data_path", "show_progress", "state", "log_wandb", "epochs", "stopping_step",
+    "device", "gpu_id", "use_gpu", "worker", "nproc", "local_rank", "offset", "ip", "port", "world_size",
+}
+
+
+def _rng_state():
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _loader_generators(train_data):
+    """The generators a training loader draws its order from (RecBole's, and our grouped order's)."""
+    return {name: getattr(train_data, name) for name in ("generator", "order_generator") if hasattr(train_data, name)}
+
+
+def _comparable_config(config):
+    return {
+        k: repr(v) for k, v in config.final_config_dict.items() if k not in RESUME_FREE_KEYS
+    }
+
+
 class Trainer(RecBoleTrainer):
     def __init__(self, config, model):
         super().__init__(config, model)
@@ -21,6 +72,11 @@ class Trainer(RecBoleTrainer):
         self.lr_gamma = config["lr_gamma"]
         self.scheduler = self._build_scheduler()
         self._epoch_idx = 0
+        self.state_file = None  # where fit() writes the training state each epoch (None: nowhere)
+        self.seconds_before = 0.0  # training seconds of the run before it was resumed
+        self.finished = False  # a resumed state whose run had already stopped
+        self._train_data = None
+        self._fit_start = None
 
     def _build_optimizer(self, **kwargs):
         # models that want parameter groups (DiffuRec: no decay on the x_t/t pathway) say so
@@ -39,6 +95,94 @@ class Trainer(RecBoleTrainer):
         if self.scheduler is not None:
             self.scheduler.step()
         return loss
+
+    def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
+        if self.finished:  # resumed after the run had stopped: nothing left to train
+            self._epoch_idx = self.start_epoch - 1
+            return self.best_valid_score, self.best_valid_result
+        self._train_data = train_data
+        self._fit_start = time.time()
+
+        def callback(epoch_idx, valid_score):
+            if self.state_file:
+                self.save_training_state(epoch_idx)
+            if callback_fn:
+                callback_fn(epoch_idx, valid_score)
+
+        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback)
+
+    def training_seconds(self):
+        """Training wall seconds of this run, over every process that trained it."""
+        return self.seconds_before + (time.time() - self._fit_start if self._fit_start else 0.0)
+
+    def save_training_state(self, epoch_idx):
+        """Write everything needed to continue after ``epoch_idx`` to ``state_file``, atomically."""
+        stopped = self.cur_step > self.stopping_step or epoch_idx + 1 >= self.epochs
+        state = {
+            "format": STATE_FORMAT,
+            "config": _comparable_config(self.config),
+            "epoch": epoch_idx,
+            "stopped": stopped,
+            "cur_step": self.cur_step,
+            "best_valid_score": self.best_valid_score,
+            "best_valid_result": self.best_valid_result,  # RecBole updates it before the callback
+            "saved_model_file": self.saved_model_file,
+            "state_dict": self.model.state_dict(),
+            "other_parameter": self.model.other_parameter(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": _rng_state(),
+            "loaders": {k: g.get_state() for k, g in _loader_generators(self._train_data).items()},
+            "train_loss": self.train_loss_dict,
+            "train_seconds": self.training_seconds(),
+        }
+        tmp = f"{self.state_file}.tmp{os.getpid()}"
+        torch.save(state, tmp, pickle_protocol=4)
+        os.replace(tmp, self.state_file)
+
+    def load_training_state(self, state_file, train_data):
+        """Continue the run saved in ``state_file``: training resumes at the epoch after it."""
+        try:
+            state = torch.load(state_file, map_location=self.device, weights_only=False)
+        except Exception as e:
+            raise ResumeError(
+                f"cannot read the training state {state_file} ({type(e).__name__}: {e}); delete it to start the run afresh."
+            ) from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ResumeError(f"{state_file} is not a training state saved by this version; delete it to start afresh.")
+        now = _comparable_config(self.config)
+        differ = sorted(k for k in set(now) | set(state["config"]) if now.get(k) != state["config"].get(k))
+        if differ:
+            shown = ", ".join(f"{k} (saved {state['config'].get(k, 'absent')}, now {now.get(k, 'absent')})" for k in differ[:5])
+            raise ResumeError(
+                f"the training state {state_file} belongs to a run with other settings: {shown}. "
+                "Resume with the run's own settings, or delete the state to start afresh."
+            )
+        if not os.path.isfile(state["saved_model_file"]):
+            raise ResumeError(
+                f"the best checkpoint {state['saved_model_file']} of the training state {state_file} is gone; "
+                "delete the state to start the run afresh."
+            )
+        self.model.load_state_dict(state["state_dict"])
+        self.model.load_other_parameter(state["other_parameter"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch = state["epoch"] + 1
+        self._epoch_idx = state["epoch"]
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.saved_model_file = state["saved_model_file"]
+        self.train_loss_dict = state["train_loss"]
+        self.seconds_before = state["train_seconds"]
+        # a run that had stopped stays stopped, unless it was given a larger budget
+        self.finished = state["cur_step"] > self.stopping_step or self.start_epoch >= self.epochs
+        _set_rng_state(state["rng"])
+        for name, generator in _loader_generators(train_data).items():
+            generator.set_state(state["loaders"][name])
+        self.logger.info(f"Resumed from {state_file}: training continues at epoch {self.start_epoch}")
+        return state
 
     def resume_checkpoint(self, resume_file):
         super().resume_checkpoint(resume_file)

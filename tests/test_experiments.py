@@ -143,6 +143,34 @@ def test_resume_after_kill_skips_finished_runs(tiny_data, workdir, capsys):
     assert len(records(out)) == 4
 
 
+def test_run_killed_mid_training_resumes_to_the_same_metrics(tiny_data, workdir, capsys):
+    """kill -9 a real compare process after its first epoch's training state is written; the rerun
+    continues from that state and ends with the metrics of an uninterrupted run."""
+    grid = ["--models=DiffuRecSys", "--datasets=ml-100k", "--seeds=1", f"--data_path={tiny_data}"]
+    budget = ["--epochs=6", "--stopping_step=50"]
+    extra = [a for a in TINY if a.split("=")[0] != "--epochs"] + budget
+    assert runner.main(grid + [f"--out={workdir / 'whole'}"] + extra) == 0
+    out = str(workdir / "killed")
+    args = grid + [f"--out={out}"] + extra
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "run_recbole_diffurec.py")] + args, cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = os.path.join(out, "checkpoints", "ml-100k__DiffuRecSys__seed1.state.pth")
+    deadline = time.time() + 180
+    while time.time() < deadline and not os.path.isfile(state):
+        time.sleep(0.01)
+    proc.kill()  # SIGKILL: nothing gets to clean up
+    proc.wait()
+    assert os.path.isfile(state) and not os.path.isdir(os.path.join(out, "runs")), "the kill should land mid-training"
+    capsys.readouterr()
+    assert runner.main(args) == 0
+    assert "resuming its training state" in capsys.readouterr().out
+    whole, resumed = records(str(workdir / "whole")), records(out)
+    key = "ml-100k__DiffuRecSys__seed1"
+    assert resumed[key]["epochs_trained"] == whole[key]["epochs_trained"] == 6
+    assert resumed[key]["best_valid_result"] == whole[key]["best_valid_result"]
+    assert resumed[key]["test_result"] == whole[key]["test_result"]
+
+
 def test_force_reruns(tiny_data, workdir, capsys):
     out = str(workdir / "res")
     args = ["--models=SASRec", "--datasets=ml-100k", "--seeds=3", f"--out={out}", f"--data_path={tiny_data}"] + TINY

@@ -140,3 +140,24 @@ def test_cli_exit_code_and_one_line(workdir):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'NoSuchModel'")
     assert "Traceback" not in proc.stderr
+
+
+def test_resume_from_the_command_line(capsys, tiny_data, workdir):
+    assert runner.main(["--model=SASRec"] + tiny_args(tiny_data, "--epochs=1")) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if x.startswith("training state: ")][0]
+    state = line.split()[2]
+    assert os.path.isfile(state)
+    assert runner.main(["--model=SASRec", f"--resume={state}"] + tiny_args(tiny_data, "--epochs=2")) == 0
+    assert runner.main(["--model=SASRec", f"--resume={state}"] + tiny_args(tiny_data, "--epochs=2", "--learning_rate=0.5")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: the training state") and "learning_rate" in err and "delete the state" in err
+
+
+def test_resume_usage_errors(capsys, workdir):
+    err = main_error(capsys, "--model=SASRec", "--resume=nope.state.pth")
+    assert "nope.state.pth" in err and "does not exist" in err
+    err = main_error(capsys, "--models=SASRec", "--resume=x.state.pth")
+    assert "drop --resume" in err
+    (workdir / "junk.state.pth").write_text("not a state")
+    err = main_error(capsys, "--model=SASRec", "--resume=junk.state.pth", "--epochs=1", "--show_progress=False")
+    assert "cannot read the training state junk.state.pth" in err

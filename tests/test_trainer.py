@@ -72,3 +72,57 @@ def test_recbole_tools_load_our_checkpoint(tiny_data, workdir):
     scores, items = full_sort_topk(uid_series, model, test_data, k=5, device=config["device"])
     assert items.shape == (2, 5)
     assert torch.isfinite(scores).all()
+
+
+# ----- resuming a run from its training state -----
+def _run(tiny_data, model, *extra, **kwargs):
+    from recbole_diffurec.quick_start import run
+
+    return run(model, "ml-100k", cmd_args=tiny_args(tiny_data, "--stopping_step=50", *extra), **kwargs)
+
+
+@pytest.mark.parametrize("model", ["DiffuRecSys", "SASRec"])
+def test_resumed_run_ends_like_an_uninterrupted_one(model, tiny_data, workdir):
+    """Stop after epoch 2 of 4 (a run whose budget was 2), resume with the budget of 4: the same
+    metrics, to the last bit, as 4 epochs in one go. DiffuRecSys draws from every generator
+    (dropout, timesteps, noise, the grouped batch order, the reverse process)."""
+    lr = ("--lr_step_size=1", "--lr_gamma=0.5")
+    whole = _run(tiny_data, model, "--epochs=4", *lr, state_file=str(workdir / "whole.state.pth"))
+    part = _run(tiny_data, model, "--epochs=2", *lr, state_file=str(workdir / "part.state.pth"))
+    assert part["epochs_trained"] == 2
+    resumed = _run(tiny_data, model, "--epochs=4", *lr, state_file=str(workdir / "part.state.pth"), resume=True)
+    assert resumed["epochs_trained"] == 4
+    assert resumed["checkpoint"] == part["checkpoint"]  # the run keeps its best checkpoint
+    assert resumed["best_valid_result"] == whole["best_valid_result"]
+    assert resumed["test_result"] == whole["test_result"]
+    assert resumed["train_seconds"] > part["train_seconds"]  # the seconds of both processes
+
+
+def test_resuming_a_stopped_run_only_tests(tiny_data, workdir):
+    state = str(workdir / "run.state.pth")
+    first = _run(tiny_data, "SASRec", "--epochs=2", state_file=state)
+    again = _run(tiny_data, "SASRec", "--epochs=2", state_file=state, resume=True)
+    assert again["epochs_trained"] == 2
+    assert again["test_result"] == first["test_result"]
+    assert again["train_seconds"] == pytest.approx(first["train_seconds"], abs=0.5)  # saved just before fit ends
+
+
+def test_resume_with_other_settings_is_refused(tiny_data, workdir):
+    from recbole_diffurec.trainer import ResumeError
+
+    state = str(workdir / "run.state.pth")
+    _run(tiny_data, "SASRec", "--epochs=1", state_file=state)
+    with pytest.raises(ResumeError, match=r"other settings: learning_rate \(saved 0.001, now 0.01\)"):
+        _run(tiny_data, "SASRec", "--epochs=2", "--learning_rate=0.01", state_file=state, resume=True)
+
+
+def test_resume_without_its_checkpoint_is_refused(tiny_data, workdir):
+    import os
+
+    from recbole_diffurec.trainer import ResumeError
+
+    state = str(workdir / "run.state.pth")
+    first = _run(tiny_data, "SASRec", "--epochs=1", state_file=state)
+    os.remove(first["checkpoint"])
+    with pytest.raises(ResumeError, match="best checkpoint .* is gone; delete the state"):
+        _run(tiny_data, "SASRec", "--epochs=2", state_file=state, resume=True)
