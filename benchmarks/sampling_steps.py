@@ -23,28 +23,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import torch
-    from recbole.data import create_dataset, data_preparation
-    from recbole.utils import init_seed
 
     from recbole_diffurec.case_study import metrics_from_ranks, user_ranks
-    from recbole_diffurec.utils import get_model
+    from recbole_diffurec.checkpoints import load_for_inference
 
     logging.disable(logging.WARNING)
     print("| checkpoint | model | seed | K | eval s | HR@10 | NDCG@10 |\n|---|---|---:|---:|---:|---:|---:|")
     for path in args.checkpoints:
-        checkpoint = torch.load(path, weights_only=False)  # RecBole's own checkpoint: a pickled Config
-        config = checkpoint["config"]
-        # checkpoints saved before these keys existed behaved as their defaults
-        # (the item init and the decay do not matter once trained weights are loaded)
-        for key, value in (
-            ("sampling_steps", 0), ("inference_batch_size", 512), ("autocast_bf16", False),
-            ("item_init_std", 1.0), ("pathway_weight_decay", True), ("chain_blocks", True),
-        ):
-            config.final_config_dict.setdefault(key, value)
-        init_seed(config["seed"], config["reproducibility"])
-        _, _, test = data_preparation(config, create_dataset(config))
-        model = get_model(config["model"])(config, test._dataset).to(config["device"])
-        model.load_state_dict(checkpoint["state_dict"])
+        config, model, _, _, test = load_for_inference(path)
         for k in (int(s) for s in args.steps.split(",")):
             model.sampling_diffusion = model.diffusion.respace(k)
             torch.manual_seed(0)

@@ -228,3 +228,24 @@ def test_lambda_zero_is_the_no_diffusion_control(approximator):
     a = approx(seq_emb, key_mask, torch.zeros(B, H), torch.zeros(B), LENGTHS - 1)
     b = approx(seq_emb, key_mask, 5 * torch.randn(B, H), torch.full((B,), 900.0), LENGTHS - 1)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("lam, moves", [(0.0, False), (1.0, True)])
+def test_pathway_stats_measure_what_x_t_does(tiny_data, workdir, lam, moves):
+    """benchmarks/pathway.py's figures: with lambda 0 nothing reaches the output, so every figure is
+    exactly zero; with lambda 1 (untrained weights) x_t and the reverse runs change x_0 and the
+    top-10 lists. The figures repeat exactly with the same seed."""
+    from recbole_diffurec.pathway import pathway_stats
+
+    _, model, _, test = build(tiny_data, "DiffuRecSys", f"--lambda_uncertainty={lam}", "--hidden_size=16")
+    stats = pathway_stats(model, test, n_users=40, runs=3)
+    assert stats["users"] == 40
+    assert stats == pathway_stats(model, test, n_users=40, runs=3)
+    changes = ("x0_spread", "xt_zero_change", "top10_runs", "top10_single_vs_ens")
+    if moves:
+        assert all(stats[k] > 0 for k in changes), stats
+        assert stats["x0_spread"] > 1e-2
+    else:
+        assert stats["x0_spread"] < 1e-6, stats  # (the float rounding of a mean of equal rows)
+        assert all(stats[k] == 0 for k in changes[1:] + ("top10_k1_vs_kT",)), stats
+    assert stats["dt_norm"] > 0 and stats["item_norm"] > 0

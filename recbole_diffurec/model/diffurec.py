@@ -173,16 +173,18 @@ class DiffuRec(SequentialRecommender):
         return self.loss_fct(logits, pos_items)
 
     # ----- inference -----
-    def sample_members(self, item_seq, item_seq_len, n_ensemble=1, generator=None):
+    def sample_members(self, item_seq, item_seq_len, n_ensemble=1, generator=None, zero_xt=False):
         """x_0 [n, B, H] of ``n_ensemble`` independent reverse processes from x_T ~ N(0, I),
-        batched as one pass over n * B rows; the history is embedded once."""
+        batched as one pass over n * B rows; the history is embedded once. ``zero_xt`` (a
+        diagnostic, ``benchmarks/pathway.py``) feeds the approximator zeros instead of x_t."""
         seq_emb, key_mask, last = self.encode_history(item_seq, item_seq_len)
         B = seq_emb.shape[0]
         if n_ensemble > 1:
             seq_emb, key_mask, last = seq_emb.repeat(n_ensemble, 1, 1), key_mask.repeat(n_ensemble, 1), last.repeat(n_ensemble)
 
         def denoise(x_t, t_scaled):
-            return self.approximator(seq_emb, key_mask, x_t, t_scaled, last, generator=generator).float()
+            x_in = torch.zeros_like(x_t) if zero_xt else x_t
+            return self.approximator(seq_emb, key_mask, x_in, t_scaled, last, generator=generator).float()
 
         x_T = torch.randn(n_ensemble * B, self.hidden_size, device=seq_emb.device, generator=generator)
         with self.autocast(seq_emb.device):
