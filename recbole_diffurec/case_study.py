@@ -1,12 +1,15 @@
 """Case study of a trained checkpoint (DiffuRecSys paper section 6.5).
 
 For every test user: the rank of the test item among all items (full ranking, padding id
-excluded, as RecBole ranks). From those ranks, HR/NDCG@5/10/20 for
-- head items (the 20% most frequent items in the training split) against long-tail items,
+excluded, as RecBole ranks) and the top-20 list. From those ranks, HR/NDCG@5/10/20 for
+- head items against long-tail items: the tail is RecBole's ``TailPercentage`` tail
+  (``tail_ratio``, 0.8: the 80% least frequent items of the training split), the head the rest,
 - five groups of users by the percentile of their history length (interactions before the test item),
 each for a single reverse run and for ``n_ensemble`` averaged runs (Algorithm 3) where the model is a
 diffusion model; and a t-SNE picture of the reversed target representations x_0 coloured by
-history-length group (Figure 6). Written to OUT: ``case_study.md``, ``case_study.csv``,
+history-length group (Figure 6). For each inference, RecBole's beyond-accuracy metrics of the
+top-K lists over all test users: ItemCoverage, AveragePopularity, GiniIndex and TailPercentage
+at 10 and 20, computed by RecBole's own metric classes. Written to OUT: ``case_study.md``, ``case_study.csv``,
 ``case_study.json`` and ``tsne.png``.
 """
 import csv
@@ -16,16 +19,19 @@ import os
 import numpy as np
 import torch
 
+from recbole_diffurec.compat import tail_items
+
 KS = (5, 10, 20)
 
 
-def user_ranks(model, test_data, device, n_ensemble=None):
-    """(user ids [U], test item ids [U], 0-based ranks [U], x_0 [U, H] or None) over the test users."""
+def user_ranks(model, test_data, device, n_ensemble=None, topk=None):
+    """(user ids [U], test item ids [U], 0-based ranks [U], x_0 [U, H] or None) over the test users;
+    with ``topk``, a fifth element: each user's ``topk`` best items [U, topk]."""
     was = getattr(model, "n_ensemble", None)
     if n_ensemble is not None and was is not None:
         model.n_ensemble = n_ensemble
     model.eval()
-    uids, items, ranks, reps = [], [], [], []
+    uids, items, ranks, reps, tops = [], [], [], [], []
     try:
         with torch.no_grad():
             for interaction, _, positive_u, positive_i in test_data:
@@ -37,6 +43,8 @@ def user_ranks(model, test_data, device, n_ensemble=None):
                 else:
                     scores = model.full_sort_predict(interaction).view(len(interaction), -1)
                 scores[:, 0] = -math.inf
+                if topk:
+                    tops.append(torch.topk(scores, topk, dim=1).indices.cpu())
                 target_scores = scores[positive_u, positive_i]
                 ranks.append((scores[positive_u] > target_scores[:, None]).sum(1).cpu())
                 uids.append(interaction[model.USER_ID][positive_u].cpu())
@@ -44,12 +52,13 @@ def user_ranks(model, test_data, device, n_ensemble=None):
     finally:
         if was is not None:
             model.n_ensemble = was
-    return (
+    out = (
         torch.cat(uids).numpy(),
         torch.cat(items).numpy(),
         torch.cat(ranks).numpy(),
         torch.cat(reps).numpy() if reps else None,
     )
+    return out + (torch.cat(tops),) if topk else out
 
 
 def metrics_from_ranks(ranks):
@@ -63,14 +72,33 @@ def metrics_from_ranks(ranks):
     return out
 
 
-def head_items(train_dataset, item_field, share=0.2):
-    """Boolean mask over item ids: the ``share`` most frequent items of the training split."""
-    counts = np.bincount(train_dataset.inter_feat[item_field].numpy(), minlength=train_dataset.item_num)
-    counts[0] = -1  # padding id
-    n_head = int(math.ceil(share * (train_dataset.item_num - 1)))
-    head = np.zeros(train_dataset.item_num, dtype=bool)
-    head[np.argsort(-counts, kind="stable")[:n_head]] = True
+def head_items(train_dataset, tail_ratio=0.8):
+    """Boolean mask over item ids: True for head items, i.e. every item outside RecBole's
+    ``TailPercentage`` tail (with ``tail_ratio`` <= 1, that share of the training items, least
+    frequent first). The padding id is neither."""
+    head = np.ones(train_dataset.item_num, dtype=bool)
+    head[np.asarray(tail_items(tail_ratio, train_dataset.item_counter), dtype=np.int64)] = False
+    head[0] = False
     return head
+
+
+BEYOND = ("ItemCoverage", "AveragePopularity", "GiniIndex", "TailPercentage")
+
+
+def beyond_accuracy(config, train_dataset, top):
+    """RecBole's beyond-accuracy metrics of the top-K lists ``top`` [U, K], by its own classes:
+    {'itemcoverage@10': ..., ...} at each of ``config['topk']`` up to K."""
+    from recbole.evaluator import metrics
+    from recbole.evaluator.collector import DataStruct
+
+    struct = DataStruct()
+    struct.set("rec.items", top)
+    struct.set("data.num_items", train_dataset.item_num)
+    struct.set("data.count_items", train_dataset.item_counter)
+    result = {}
+    for name in BEYOND:
+        result.update(getattr(metrics, name)(config).calculate_metric(struct))
+    return {k: float(v) for k, v in result.items()}
 
 
 def length_groups(history_lengths, n_groups=5):
@@ -112,18 +140,22 @@ def case_study(checkpoint, out, n_ensemble=4, log=print):
 
     config, model, dataset, train_data, _, test_data = load_data_and_model(checkpoint)
     os.makedirs(out, exist_ok=True)
-    item_field, user_field = config["ITEM_ID_FIELD"], config["USER_ID_FIELD"]
-    head = head_items(train_data.dataset, item_field)
+    user_field = config["USER_ID_FIELD"]
+    if config["tail_ratio"] is None:  # checkpoints saved before the key existed
+        config.final_config_dict["tail_ratio"] = 0.8
+    head = head_items(train_data.dataset, config["tail_ratio"])
+    topk = max(config["topk"])
     # interactions per user in the filtered dataset; the history before the test item is one fewer
     per_user = np.bincount(dataset.inter_feat[user_field].numpy(), minlength=dataset.user_num)
 
     variants = [("single run", None)]
     if hasattr(model, "n_ensemble") and n_ensemble and n_ensemble > 1:
         variants.append((f"ensemble of {n_ensemble}", n_ensemble))
-    rows, tsne_done = [], False
+    rows, beyond, tsne_done = [], [], False
     for name, n in variants:
         log(f"case study: {name} over the test users of {config['dataset']}")
-        uids, items, ranks, reps = user_ranks(model, test_data, config["device"], n if n else 1)
+        uids, items, ranks, reps, top = user_ranks(model, test_data, config["device"], n if n else 1, topk=topk)
+        beyond.append({"inference": name, "users": len(uids), **beyond_accuracy(config, train_data.dataset, top)})
         history = per_user[uids] - 1
         groups, labels = length_groups(history)
         segments = [("all", np.ones(len(ranks), dtype=bool)), ("head items", head[items]), ("long-tail items", ~head[items])]
@@ -133,11 +165,11 @@ def case_study(checkpoint, out, n_ensemble=4, log=print):
         if reps is not None and not tsne_done:
             tsne_png(reps, groups, labels, os.path.join(out, "tsne.png"))
             tsne_done = True
-    _write(rows, out, config["model"], config["dataset"], checkpoint)
-    return rows
+    _write(rows, beyond, out, config["model"], config["dataset"], checkpoint)
+    return rows, beyond
 
 
-def _write(rows, out, model, dataset, checkpoint):
+def _write(rows, beyond, out, model, dataset, checkpoint):
     import json
 
     keys = ["inference", "segment", "users"] + [f"{m}@{k}" for m in ("hit", "ndcg") for k in KS]
@@ -149,7 +181,13 @@ def _write(rows, out, model, dataset, checkpoint):
     md = [f"Case study of {model} on {dataset} ({checkpoint})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         md.append("| " + " | ".join([r["inference"], r["segment"], str(r["users"])] + [f"{r[k]:.4f}" for k in keys[3:]]) + " |")
+    keys = [k for k in beyond[0] if k not in ("inference", "users")]
+    md += ["", "Beyond accuracy (RecBole's metrics over every test user's top-K list)", "",
+           "| inference | users | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
+    for b in beyond:
+        md.append(f"| {b['inference']} | {b['users']} | " + " | ".join(f"{b[k]:.4g}" for k in keys) + " |")
     with open(os.path.join(out, "case_study.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     with open(os.path.join(out, "case_study.json"), "w") as f:
-        json.dump({"model": model, "dataset": dataset, "checkpoint": checkpoint, "rows": rows}, f, indent=1)
+        json.dump({"model": model, "dataset": dataset, "checkpoint": checkpoint, "rows": rows, "beyond_accuracy": beyond},
+                  f, indent=1)

@@ -18,6 +18,15 @@ The route chosen keeps numpy 2 (what researchers have today) with ``pandas<3`` a
    ``setuptools<81``, declared as a dependency) and warns that it is deprecated; RecBole's trainer
    uses the deprecated ``torch.cuda.amp.GradScaler``; pandas 2 announces that RecBole's in-place
    ``fillna`` breaks under pandas 3 (hence the pin). Those three warnings are silenced.
+4. Speed, not compatibility: RecBole's ``TailPercentage`` tests every recommended item for
+   membership in a Python *list* of tail items (users x K x tail items). On amazon-beauty with the
+   tail as 80% of the items that is ~4e9 comparisons per evaluation. ``get_tail`` is replaced by
+   the same definition with ``np.isin``: the same values, exactly.
+5. A RecBole 1.2.1 bug: ``Collector.get_data_struct`` calls ``.cpu()`` on everything it
+   collected, but ``data.num_items`` (an int) and ``data.count_items`` (a Counter), which
+   ``ItemCoverage``, ``GiniIndex``, ``AveragePopularity`` and ``TailPercentage`` need, have no
+   ``.cpu()``: any of those metrics ends the first evaluation with an AttributeError. Only tensors
+   are moved now; the rest is RecBole's method unchanged.
 """
 import functools
 import sys
@@ -67,6 +76,56 @@ def _patch_torch_load():
     torch.load = load
 
 
+def tail_items(tail, count_items):
+    """RecBole's tail set: items seen at most ``tail`` times (tail > 1), or the ``tail`` share of
+    the training items, least frequent first, ties by id (tail <= 1)."""
+    if tail > 1:
+        return [item for item, cnt in count_items.items() if cnt <= tail]
+    ordered = sorted(count_items.items(), key=lambda kv: (kv[1], kv[0]))
+    return [item for item, _ in ordered[: max(int(len(ordered) * tail), 1)]]
+
+
+def _patch_tail_percentage():
+    from recbole.evaluator.metrics import TailPercentage
+
+    if getattr(TailPercentage.get_tail, "_recbole_diffurec_patched", False):
+        return
+    original = TailPercentage.get_tail
+
+    def get_tail(self, item_matrix, count_items):
+        tail = np.asarray(tail_items(self.tail, count_items), dtype=item_matrix.dtype)
+        return np.isin(item_matrix, tail).astype(item_matrix.dtype)
+
+    get_tail._recbole_diffurec_patched = True
+    get_tail._original = original
+    TailPercentage.get_tail = get_tail
+
+
+def _patch_collector():
+    import copy
+
+    from recbole.evaluator.collector import Collector
+
+    if getattr(Collector.get_data_struct, "_recbole_diffurec_patched", False):
+        return
+    original = Collector.get_data_struct
+
+    def get_data_struct(self):
+        data = self.data_struct._data_dict
+        for key, value in data.items():
+            if isinstance(value, torch.Tensor):
+                data[key] = value.cpu()
+        returned = copy.deepcopy(self.data_struct)
+        for key in ["rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"]:
+            if key in self.data_struct:
+                del self.data_struct[key]
+        return returned
+
+    get_data_struct._recbole_diffurec_patched = True
+    get_data_struct._original = original
+    Collector.get_data_struct = get_data_struct
+
+
 def _silence_known_warnings():
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     # pandas 2.x announces that RecBole's in-place fillna on a column will stop working in pandas 3
@@ -83,5 +142,7 @@ def apply():
         return
     _patch_numpy()
     _patch_torch_load()
+    _patch_tail_percentage()
+    _patch_collector()
     _silence_known_warnings()
     _applied = True

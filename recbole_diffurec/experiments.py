@@ -14,7 +14,9 @@ state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a re
   t statistic, p-value and the average relative difference in percent (Table 4);
 - ``table5_overall``: the mean of each metric per model, the best in bold, and "Improv.", the best
   model's relative gain over the best other model (Table 5);
-- ``table2_time``: training wall seconds, mean over seeds (Table 2).
+- ``table2_time``: training wall seconds, mean over seeds (Table 2);
+- ``table6_beyond_accuracy``: RecBole's ItemCoverage, AveragePopularity, GiniIndex and
+  TailPercentage at 10, mean ± std over the seeds whose records hold them.
 
 Each table is written as Markdown and CSV under ``OUT/tables/``.
 """
@@ -29,6 +31,13 @@ import traceback
 
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
 LABELS = {f"{m}@{k}": f"{'HR' if m == 'hit' else 'NDCG'}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)}
+# RecBole's beyond-accuracy metrics at 10 (properties/overall.yaml), in records made since they were added
+BEYOND = {
+    "itemcoverage@10": "ItemCoverage@10",
+    "averagepopularity@10": "AveragePopularity@10",
+    "giniindex@10": "GiniIndex@10",
+    "tailpercentage@10": "TailPercentage@10",
+}
 
 
 def run_key(dataset, model, seed):
@@ -229,6 +238,27 @@ def build_tables(out, baseline=None, log=print):
         part = _write(out, f"table5_overall_{dataset}", header, rows, md_rows)
         tables["table5_overall"] += f"\n{dataset}\n{part}\n"
         rows, md_rows = [], []
+
+    # Table 6: beyond accuracy (coverage, popularity, concentration, long tail), where recorded
+    rows, md_rows = [], []
+    for dataset, models in grouped.items():
+        for model, runs in models.items():
+            measured = [r for r in runs.values() if all(m in r["test_result"] for m in BEYOND)]
+            if not measured:
+                continue
+            stats_ = [_mean_std([r["test_result"][m] for r in measured]) for m in BEYOND]
+            rows.append([dataset, model, len(measured)] + [f"{mu:.6f}" for mu, _ in stats_] + [f"{sd:.6f}" for _, sd in stats_])
+            md_rows.append([dataset, model, len(measured)] + [
+                f"{mu:.4g} ± {sd:.2g}" if m == "averagepopularity@10" else f"{mu:.4f} ± {sd:.4f}"
+                for m, (mu, sd) in zip(BEYOND, stats_)
+            ])
+    if rows:
+        header = ["dataset", "model", "seeds"]
+        names = list(BEYOND.values())
+        tables["table6_beyond_accuracy"] = _write(
+            out, "table6_beyond_accuracy", header + names, rows, md_rows,
+            csv_header=header + [f"{n} mean" for n in names] + [f"{n} std" for n in names],
+        )
 
     # Table 2: training time
     rows = []

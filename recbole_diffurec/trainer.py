@@ -32,9 +32,10 @@ class ResumeError(UsageError):
 
 STATE_FORMAT = 1
 # Config keys that may differ between the interrupted run and its continuation: where files go,
-# how progress is shown, and the budget (a finished run may be given more epochs or patience).
+# how progress is shown, what is reported besides the validation metric, and the budget (a
+# finished run may be given more epochs or patience).
 RESUME_FREE_KEYS = {
-    "checkpoint_dir", "data_path", "show_progress", "state", "log_wandb", "epochs", "stopping_step",
+    "metrics", "tail_ratio", "checkpoint_dir", "data_path", "show_progress", "state", "log_wandb", "epochs", "stopping_step",
     "device", "gpu_id", "use_gpu", "worker", "nproc", "local_rank", "offset", "ip", "port", "world_size",
 }
 

@@ -65,6 +65,14 @@ def test_compare_writes_records_and_tables(tiny_data, workdir, capsys):
     assert float(t3["SASRec"]["HR@10 mean"]) == pytest.approx(np.mean(vals), abs=1e-6)
     assert float(t3["SASRec"]["HR@10 std"]) == pytest.approx(np.std(vals, ddof=1), abs=1e-6)
 
+    # Table 6: RecBole's beyond-accuracy metrics, recorded for every run
+    with open(os.path.join(out, "tables", "table6_beyond_accuracy.csv")) as f:
+        t6 = {row["model"]: row for row in csv.DictReader(f)}
+    for metric, label in (("tailpercentage@10", "TailPercentage@10"), ("itemcoverage@10", "ItemCoverage@10")):
+        vals = [recs[f"ml-100k__GRU4Rec__seed{s}"]["test_result"][metric] for s in (1, 2)]
+        assert all(0 <= v <= 1 for v in vals)
+        assert float(t6["GRU4Rec"][f"{label} mean"]) == pytest.approx(np.mean(vals), abs=1e-6)
+
     # tables rebuild from the records alone
     before = open(os.path.join(out, "tables", "table3_metrics.md")).read()
     os.remove(os.path.join(out, "tables", "table3_metrics.md"))
@@ -211,14 +219,17 @@ def test_case_study_writes_table_and_png(model, tiny_data, workdir):
     out = str(workdir / "case")
     if model == "DiffuRecSys":  # through the command
         assert runner.main([f"--case_study={result['checkpoint']}", f"--out={out}", "--ensemble=2"]) == 0
-        rows = json.load(open(os.path.join(out, "case_study.json")))["rows"]
+        saved = json.load(open(os.path.join(out, "case_study.json")))
+        rows, beyond = saved["rows"], saved["beyond_accuracy"]
     else:
-        rows = case_study(result["checkpoint"], out, n_ensemble=2, log=lambda *a: None)
+        rows, beyond = case_study(result["checkpoint"], out, n_ensemble=2, log=lambda *a: None)
     for name in ("case_study.md", "case_study.csv", "case_study.json"):
         assert os.path.isfile(os.path.join(out, name))
     variants = {r["inference"] for r in rows}
     segments = [r["segment"] for r in rows if r["inference"] == "single run"]
     assert segments[:3] == ["all", "head items", "long-tail items"] and len(segments) == 8
+    assert [b["inference"] for b in beyond] == sorted(variants, key=lambda v: v != "single run")
+    assert all(0 <= b["tailpercentage@10"] <= 1 and 0 < b["itemcoverage@20"] <= 1 for b in beyond)
     single = {r["segment"]: r for r in rows if r["inference"] == "single run"}
     assert single["head items"]["users"] + single["long-tail items"]["users"] == single["all"]["users"]
     assert sum(single[s]["users"] for s in segments[3:]) == single["all"]["users"]
@@ -226,6 +237,9 @@ def test_case_study_writes_table_and_png(model, tiny_data, workdir):
         # deterministic model: our per-user ranks reproduce RecBole's own test metrics
         for k in ("hit@10", "ndcg@10", "hit@20"):
             assert single["all"][k] == pytest.approx(float(result["test_result"][k]), abs=1e-4)
+        # and the beyond-accuracy figures are RecBole's own, from the same top-K lists
+        for k in ("itemcoverage@10", "averagepopularity@10", "giniindex@20", "tailpercentage@10"):
+            assert beyond[0][k] == pytest.approx(float(result["test_result"][k]), abs=1e-4), k
         assert variants == {"single run"} and not os.path.exists(os.path.join(out, "tsne.png"))
     else:
         assert variants == {"single run", "ensemble of 2"}
