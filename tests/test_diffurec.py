@@ -38,6 +38,7 @@ def test_paper_yaml_restores_the_papers(workdir):
         "stopping_step": 41, "lr_step_size": 30, "lr_gamma": 0.1, "MAX_ITEM_LIST_LENGTH": 100,
         "offset_noise_strength": 0.1, "item_init_std": 1.0, "pathway_weight_decay": True,
         "use_position_embedding": False, "chain_blocks": False, "sampling_steps": 0, "train_length_grouping": 0,
+        "condition_norm": "none", "condition_token": False, "target_scale": 1.0,
     }
     paper = Config("DiffuRecSys", "ml-100k", [PAPER])
     assert {k: paper[k] for k in expected} == expected

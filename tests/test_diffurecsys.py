@@ -93,7 +93,8 @@ def _loss_with_seed(model, interaction, seed):
 
 
 def test_offset_zero_is_the_standard_noise_path(tiny_data, workdir):
-    _, model, train, _ = build(tiny_data, "DiffuRecSys", "--offset_noise_strength=0")
+    # lambda 1: at the default 1e-3 an untrained x_t moves the loss by less than float32 resolves
+    _, model, train, _ = build(tiny_data, "DiffuRecSys", "--offset_noise_strength=0", "--lambda_uncertainty=1")
     model.eval()  # no dropout: the loss is a function of the random draws only
     batch = next(iter(train))
     loss0 = _loss_with_seed(model, batch, 3)
@@ -249,3 +250,69 @@ def test_pathway_stats_measure_what_x_t_does(tiny_data, workdir, lam, moves):
         assert stats["x0_spread"] < 1e-6, stats  # (the float rounding of a mean of equal rows)
         assert all(stats[k] == 0 for k in changes[1:] + ("top10_k1_vs_kT",)), stats
     assert stats["dt_norm"] > 0 and stats["item_norm"] > 0
+
+
+# ----- variants that let x_t through (condition_norm, condition_token, target_scale) -----
+@pytest.mark.parametrize("approximator, kwargs", [
+    (DiffuRecApproximator, {"condition_norm": "layernorm"}),
+    (DiffuRecApproximator, {"condition_norm": "linear"}),
+    (DiffuRecApproximator, {"condition_token": True}),
+    (DiffuRecSysApproximator, {"condition_norm": "layernorm"}),
+])
+def test_condition_variants_let_x_t_through_and_ignore_padding(approximator, kwargs):
+    approx = approximator(H, 2, 2, 0.0, lambda_uncertainty=0.001, **kwargs).eval()
+    seq_emb, key_mask = history()
+    t = torch.zeros(B)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    x_t = 3 * torch.randn(B, H)
+    ref = approx(seq_emb, key_mask, x_t, t, LENGTHS - 1, generator=g())
+    other = approx(seq_emb, key_mask, torch.zeros(B, H), t, LENGTHS - 1, generator=g())
+    if kwargs.get("condition_norm") != "layernorm" or kwargs.get("condition_token"):
+        assert not torch.allclose(ref, other, atol=1e-4)
+    else:  # the LayerNorm makes the condition's scale its own: x_t moves it at lambda 1e-3 anyway
+        assert (ref - other).abs().max() > 1e-6
+    # trailing padding changes nothing where lambda is one draw per sample (the token sits after
+    # the padding, which is masked); the additive mode draws lambda per position, so its draws
+    # depend on the padded length
+    if kwargs.get("condition_token") or approximator is DiffuRecSysApproximator:
+        longer = torch.cat([seq_emb, torch.randn(B, 3, H)], 1)
+        longer_mask = torch.cat([key_mask, torch.zeros(B, 3, dtype=torch.bool)], 1)
+        assert torch.allclose(approx(longer, longer_mask, x_t, t, LENGTHS - 1, generator=g()), ref, atol=1e-5)
+    # the map's weights are on the pathway (no weight decay by default)
+    if kwargs.get("condition_norm", "none") != "none":
+        mapped = {id(p) for p in approx.condition_map.parameters()}
+        assert mapped and mapped <= {id(p) for p in approx.pathway_parameters()}
+
+
+def test_condition_token_is_diffurec_only(tiny_data, workdir):
+    from recbole_diffurec.utils import UsageError
+
+    with pytest.raises(UsageError, match="condition_token is DiffuRec's variant"):
+        build(tiny_data, "DiffuRecSys", "--condition_token=True")
+    with pytest.raises(UsageError, match="condition_norm must be one of none, layernorm, linear"):
+        build(tiny_data, "DiffuRec", "--condition_norm=batchnorm")
+
+
+@pytest.mark.parametrize("scale", [1.0, 7.0])
+def test_target_scale_sets_the_diffused_scale_and_returns_x0(scale, tiny_data, workdir):
+    """Training diffuses target_scale * x_0; with an approximator that always predicts v, the
+    reverse process ends at exactly v whatever the scale (its last step returns the prediction)."""
+    _, model, train, test = build(tiny_data, "DiffuRec", f"--target_scale={scale}")
+    model.eval()
+    batch = next(iter(train))
+    seen = {}
+    original = model.diffusion.q_sample
+
+    def spy(x_start, t, noise):
+        seen["x_start"] = x_start
+        return original(x_start, t, noise)
+
+    model.diffusion.q_sample = spy
+    model.calculate_loss(batch)
+    expected = model.item_embedding(batch[model.POS_ITEM_ID]) * scale
+    assert torch.allclose(seen["x_start"], expected)
+    v = torch.randn(model.hidden_size)
+    model.approximator.forward = lambda seq_emb, *a, **k: v.expand(seq_emb.shape[0], -1)
+    interaction = next(iter(test))[0]
+    x0 = model.sample_members(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN], 2)
+    assert torch.allclose(x0, v.expand_as(x0), atol=1e-5)

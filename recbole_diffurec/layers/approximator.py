@@ -16,18 +16,36 @@ from recbole_diffurec.layers.transformer import (
 )
 
 
+CONDITION_NORMS = ("none", "layernorm", "linear")
+
+
 class DiffuRecApproximator(nn.Module):
     """h_0 = seq_emb + lambda * (x_t + d_t) at every position -> blocks -> Dropout -> LayerNorm,
     read at the last real item.
 
     lambda is drawn elementwise from N(mu, mu) ([B, L, H]) at every call, including every reverse
     step at inference (the reference's "uncertainty").
+
+    Variants of how x_t + d_t reaches the history (issue "what the diffusion contributes"):
+    ``condition_norm`` "layernorm" or "linear" maps x_t + d_t through a LayerNorm or a linear layer
+    before lambda scales it, so its scale is learned rather than that of x_t and d_t ("none", the
+    papers'); ``condition_token`` appends lambda * (x_t + d_t) to the history as one more attended
+    position instead of adding it to every position (lambda one draw [B, 1, H]).
     """
 
-    def __init__(self, hidden_size, n_layers, n_heads, dropout, lambda_uncertainty):
+    def __init__(self, hidden_size, n_layers, n_heads, dropout, lambda_uncertainty, condition_norm="none",
+                 condition_token=False):
         super().__init__()
+        if condition_norm not in CONDITION_NORMS:
+            raise ValueError(f"condition_norm must be one of {', '.join(CONDITION_NORMS)}, not '{condition_norm}'")
         self.lambda_uncertainty = lambda_uncertainty
+        self.condition_token = condition_token
         self.t_embedder = TimestepEmbedder(hidden_size)
+        self.condition_map = {
+            "none": nn.Identity,
+            "layernorm": lambda: nn.LayerNorm(hidden_size, eps=1e-12),
+            "linear": lambda: nn.Linear(hidden_size, hidden_size),
+        }[condition_norm]()
         self.blocks = nn.ModuleList([self.build_block(hidden_size, n_heads, dropout) for _ in range(n_layers)])
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(hidden_size, eps=1e-12)
@@ -42,8 +60,14 @@ class DiffuRecApproximator(nn.Module):
     def encode(self, seq_emb, key_mask, cond, last, generator=None):
         """The blocks over the history conditioned on ``cond`` = x_t + d_t [B, H] (Eq. 15); the
         last block computes only the output at ``last``: [B, 1, H]."""
-        lam = self.sample_lambda(seq_emb.shape, seq_emb.device, generator)  # [B, L, H]
-        h = seq_emb + lam * cond.unsqueeze(1)  # [B, L, H]
+        if self.condition_token:  # one more position: the history's real items and the target
+            B, L, H = seq_emb.shape
+            token = self.sample_lambda((B, 1, H), seq_emb.device, generator) * cond.unsqueeze(1)
+            h = torch.cat([seq_emb, token], dim=1)  # [B, L + 1, H]
+            key_mask = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)
+        else:
+            lam = self.sample_lambda(seq_emb.shape, seq_emb.device, generator)  # [B, L, H]
+            h = seq_emb + lam * cond.unsqueeze(1)  # [B, L, H]
         for i, block in enumerate(self.blocks):
             h = block(h, key_mask, last if i == len(self.blocks) - 1 else None)
         return h
@@ -52,10 +76,10 @@ class DiffuRecApproximator(nn.Module):
         """The parameters that see the noised target only through lambda * (x_t + d_t): the
         timestep MLP here (subclasses add their query projections). Weight decay can be kept off
         them (``pathway_weight_decay``): their real gradient is ~lambda times the others'."""
-        return list(self.t_embedder.parameters())
+        return list(self.t_embedder.parameters()) + list(self.condition_map.parameters())
 
     def forward(self, seq_emb, key_mask, x_t, t, last, generator=None):
-        cond = x_t + self.t_embedder(t)  # [B, H]
+        cond = self.condition_map(x_t + self.t_embedder(t))  # [B, H]
         h = self.encode(seq_emb, key_mask, cond, last, generator)  # [B, 1, H]
         return self.norm(self.dropout(h)).squeeze(1)  # [B, H]
 
@@ -86,8 +110,14 @@ class DiffuRecSysApproximator(DiffuRecApproximator):
     block reads the embedded history and only the last block's output is used, as the DiffuRecSys
     repository runs (its earlier blocks are computed and discarded, so they are skipped here)."""
 
-    def __init__(self, hidden_size, n_layers, n_heads, dropout, lambda_uncertainty, chain_blocks=True):
-        super().__init__(hidden_size, n_layers, n_heads, dropout, lambda_uncertainty)
+    def __init__(self, hidden_size, n_layers, n_heads, dropout, lambda_uncertainty, chain_blocks=True,
+                 condition_norm="none", condition_token=False):
+        if condition_token:
+            raise ValueError(
+                "condition_token is DiffuRec's variant: DiffuRecSys conditions through cross-attention; "
+                "set condition_token: False"
+            )
+        super().__init__(hidden_size, n_layers, n_heads, dropout, lambda_uncertainty, condition_norm)
         self.chain_blocks = chain_blocks
 
     def build_block(self, hidden_size, n_heads, dropout):

@@ -10,7 +10,9 @@ from torch import nn
 
 from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedule, offset_noise
 from recbole_diffurec.layers import DiffuRecApproximator
+from recbole_diffurec.layers.approximator import CONDITION_NORMS
 from recbole_diffurec.model.base import read_config
+from recbole_diffurec.utils import UsageError
 
 
 class DiffuRec(SequentialRecommender):
@@ -54,6 +56,12 @@ class DiffuRec(SequentialRecommender):
            training spends its epochs shrinking the table); weight decay is kept off the x_t/t pathway
            (``pathway_weight_decay: False``), whose gradient is scaled by lambda ~ 1e-3, so that
            L2 decay inside Adam does not drive it to zero.
+        9. Variants of how the noised target reaches the approximator, each off by default (the
+           papers' behaviour): ``condition_norm`` (a LayerNorm or a linear map of x_t + d_t before
+           lambda), ``condition_token`` (x_t + d_t as its own attended position, DiffuRec only)
+           and ``target_scale`` (the diffusion runs on s * x_0, which sets the signal-to-noise
+           ratio of q_sample; the approximator still predicts x_0). ``benchmarks/pathway.py``
+           measures what each does to the recommendations.
 
         Kept as the reference: unit Gaussian noise in q_sample whatever the item table's scale
         (the scale sets the signal-to-noise ratio), embedding dropout then LayerNorm on the
@@ -81,6 +89,9 @@ class DiffuRec(SequentialRecommender):
         "autocast_bf16",
         "item_init_std",
         "pathway_weight_decay",
+        "condition_norm",
+        "condition_token",
+        "target_scale",
     )
 
     def __init__(self, config, dataset):
@@ -98,6 +109,13 @@ class DiffuRec(SequentialRecommender):
         self.n_ensemble = p["n_ensemble"]
         self.inference_batch_size = p["inference_batch_size"]
         self.autocast_bf16 = p["autocast_bf16"]
+        self.target_scale = p["target_scale"]
+        if p["condition_norm"] not in CONDITION_NORMS:
+            raise UsageError(
+                f"condition_norm must be one of {', '.join(CONDITION_NORMS)}, not '{p['condition_norm']}'."
+            )
+        if not self.target_scale > 0:
+            raise UsageError(f"target_scale must be > 0, not {self.target_scale}.")
 
         # layers
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)
@@ -120,7 +138,8 @@ class DiffuRec(SequentialRecommender):
 
     def build_approximator(self):
         return DiffuRecApproximator(
-            self.hidden_size, self.n_layers, self.n_heads, self.dropout_prob, self.lambda_uncertainty
+            self.hidden_size, self.n_layers, self.n_heads, self.dropout_prob, self.lambda_uncertainty,
+            condition_norm=self.settings["condition_norm"], condition_token=self.settings["condition_token"],
         )
 
     def parameter_groups(self, weight_decay):
@@ -164,7 +183,9 @@ class DiffuRec(SequentialRecommender):
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
-        x_start = self.item_embedding(pos_items)  # [B, H]
+        # the diffusion runs on target_scale * x_0 (it sets q_sample's signal-to-noise ratio);
+        # the approximator predicts x_0 itself, which is what is scored
+        x_start = self.item_embedding(pos_items) * self.target_scale  # [B, H]
         t = self.diffusion.sample_timesteps(x_start.shape[0], x_start.device)
         noise = offset_noise(x_start.shape, self.offset_noise_strength, device=x_start.device)
         x_t = self.diffusion.q_sample(x_start, t, noise)  # [B, H]
@@ -184,11 +205,14 @@ class DiffuRec(SequentialRecommender):
 
         def denoise(x_t, t_scaled):
             x_in = torch.zeros_like(x_t) if zero_xt else x_t
-            return self.approximator(seq_emb, key_mask, x_in, t_scaled, last, generator=generator).float()
+            pred = self.approximator(seq_emb, key_mask, x_in, t_scaled, last, generator=generator).float()
+            return pred * self.target_scale if self.target_scale != 1 else pred
 
         x_T = torch.randn(n_ensemble * B, self.hidden_size, device=seq_emb.device, generator=generator)
         with self.autocast(seq_emb.device):
             x_start = self.sampling_diffusion.p_sample_loop(denoise, x_T, generator=generator)
+        if self.target_scale != 1:
+            x_start = x_start / self.target_scale
         return x_start.view(n_ensemble, B, self.hidden_size)
 
     def sample_xstart(self, item_seq, item_seq_len, generator=None):

@@ -2,6 +2,7 @@
 (Eq. 16) and offset noise in the forward diffusion (Eq. 17). Everything else is DiffuRec's."""
 from recbole_diffurec.layers import DiffuRecSysApproximator
 from recbole_diffurec.model.diffurec import DiffuRec
+from recbole_diffurec.utils import UsageError
 
 
 class DiffuRecSys(DiffuRec):
@@ -40,7 +41,16 @@ class DiffuRecSys(DiffuRec):
             self.dropout_prob,
             self.lambda_uncertainty,
             chain_blocks=self.settings["chain_blocks"],
+            condition_norm=self.settings["condition_norm"],
         )
+
+    def __init__(self, config, dataset):
+        if config["condition_token"]:
+            raise UsageError(
+                f"condition_token is DiffuRec's variant; {type(self).__name__} conditions through "
+                "cross-attention: set condition_token: False."
+            )
+        super().__init__(config, dataset)
 
 
 class DiffuRecSysV1(DiffuRecSys):
