@@ -137,7 +137,9 @@ def bench_model(name, args, extra):
     from recbole.utils import init_seed
 
     from recbole_diffurec.config import Config
-    from recbole_diffurec.utils import get_model, get_trainer
+    from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
+
+    from recbole_diffurec.utils import get_model
 
     cmd = [
         f"--hidden_size={args.hidden_size}",

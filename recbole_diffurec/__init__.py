@@ -1,15 +1,14 @@
 """recbole-diffurec: diffusion sequential recommenders (DiffuRec, DiffuRecSys) as RecBole models.
 
-Importing the package applies the compatibility patches (``compat``) and registers our models and
-trainer with RecBole's lookups, so RecBole's own tools find them.
+Importing the package calls ``install.install()`` once: the numpy/torch compatibility of RecBole
+1.2.1, two fixes of its metrics, and the lookups through which RecBole's own tools find our models,
+trainer and training loader (``install.py`` lists every change).
 """
-from recbole_diffurec import compat
+from recbole_diffurec import install as _install
 
-compat.apply()
+_install.install()
 
-from recbole_diffurec.utils import UsageError, register  # noqa: E402
-
-register()
+from recbole_diffurec.errors import UsageError  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["UsageError", "__version__"]

@@ -19,7 +19,7 @@ import os
 import numpy as np
 import torch
 
-from recbole_diffurec.compat import tail_items
+from recbole_diffurec.metrics import tail_items
 
 KS = (5, 10, 20)
 

@@ -19,7 +19,8 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import argument_list
 
-from recbole_diffurec.utils import UsageError, get_model
+from recbole_diffurec.errors import UsageError
+from recbole_diffurec.utils import get_model
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROPERTIES = os.path.join(PROJECT_ROOT, "properties")

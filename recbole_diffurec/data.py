@@ -7,16 +7,12 @@ and shuffles the order of the batches: each batch then holds histories of simila
 model that trims each batch to its longest history (``trim_padding``) does less work on padding.
 Every sample is still seen exactly once per epoch. G = 0 keeps RecBole's own loader.
 
-``get_dataloader`` wraps RecBole's: ``register()`` in ``utils.py`` installs it, so RecBole's
-``data_preparation`` builds this loader whenever the config asks for grouping.
+``get_dataloader`` wraps RecBole's: ``install.py`` puts it into RecBole's ``data_preparation``,
+which then builds this loader whenever the config asks for grouping.
 """
 import numpy as np
 import torch
 from recbole.data.dataloader import TrainDataLoader
-
-import recbole.data.utils as _recbole_data_utils
-
-_recbole_get_dataloader = _recbole_data_utils.get_dataloader
 
 
 def length_grouped_order(lengths, batch_size, pool_batches, generator=None, shuffle=True):
@@ -67,18 +63,12 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
         return super().collate_fn(self.order[np.asarray(index)].numpy())
 
 
-def get_dataloader(config, phase):
-    """RecBole's dataloader class for ``phase``, or the length-grouped one for training when the
-    config sets ``train_length_grouping`` > 0."""
-    cls = _recbole_get_dataloader(config, phase)
-    grouping = config.final_config_dict.get("train_length_grouping", 0)
-    if phase == "train" and grouping and cls is TrainDataLoader:
+def get_dataloader(config, phase, recbole_get_dataloader):
+    """RecBole's dataloader class for ``phase`` (``recbole_get_dataloader``: RecBole's own lookup),
+    or the length-grouped one for training when the config sets ``train_length_grouping`` > 0."""
+    cls = recbole_get_dataloader(config, phase)
+    if phase == "train" and config["train_length_grouping"] and cls is TrainDataLoader:
         if not config["single_spec"]:
             raise ValueError("train_length_grouping does not support distributed training; set it to 0")
         return LengthGroupedTrainDataLoader
     return cls
-
-
-def register():
-    """Make RecBole's ``data_preparation`` use ``get_dataloader`` above."""
-    _recbole_data_utils.get_dataloader = get_dataloader

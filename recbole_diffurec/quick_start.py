@@ -5,17 +5,12 @@ import sys
 import time
 from logging import getLogger
 
+import recbole.utils
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_diffurec.config import Config
-from recbole_diffurec.utils import get_model, get_trainer
-
-
-def format_results(result, metric_names=None):
-    """'HR@5 0.1234  HR@10 ...' with RecBole's lower-case metric keys, in a stable order."""
-    keys = metric_names or list(result)
-    return "  ".join(f"{k} {float(result[k]):.4f}" for k in keys if k in result)
+from recbole_diffurec.utils import get_model
 
 
 def state_file_for(checkpoint):
@@ -49,7 +44,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), sa
     model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     logger.info(model_obj)
 
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
+    # RecBole's lookup, as install() set it: our Trainer for every model RecBole trains plainly
+    trainer = recbole.utils.get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
     resumable = saved and hasattr(trainer, "load_training_state")
     if resumable:
         trainer.state_file = state_file or state_file_for(trainer.saved_model_file)

@@ -19,16 +19,7 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 
-from recbole_diffurec.utils import UsageError
-
-
-class NaNLossError(UsageError):
-    """Training diverged; the message names the epoch and what to change."""
-
-
-class ResumeError(UsageError):
-    """A training state that cannot continue this run; the message says why and what to do."""
-
+from recbole_diffurec.errors import NaNLossError, ResumeError
 
 STATE_FORMAT = 1
 # Config keys that may differ between the interrupted run and its continuation: where files go,
@@ -99,6 +90,7 @@ class Trainer(RecBoleTrainer):
 
     def fit(self, train_data, valid_data=None, verbose=True, saved=True, show_progress=False, callback_fn=None):
         if self.finished:  # resumed after the run had stopped: nothing left to train
+            self.eval_collector.data_collect(train_data)  # what fit collects for the test metrics
             self._epoch_idx = self.start_epoch - 1
             return self.best_valid_score, self.best_valid_result
         self._train_data = train_data

@@ -1,18 +1,15 @@
 """Model and trainer lookup: this package's models first, then RecBole's model zoo.
 
-``register()`` installs the lookup into RecBole (``recbole.utils.get_model``/``get_trainer`` and
+``install.py`` puts these into RecBole's lookups (``recbole.utils.get_model``/``get_trainer`` and
 the modules that imported them by name), so RecBole's own tools, e.g.
-``recbole.quick_start.load_data_and_model``, find our models once this package is imported; it
-also installs the length-grouped training loader (``data.py``) into RecBole's ``data_preparation``.
+``recbole.quick_start.load_data_and_model``, find our models once this package is imported.
 """
 import difflib
 import importlib
 import inspect
 import pkgutil
-import sys
 
-import recbole.utils
-import recbole.utils.utils as _recbole_utils
+from recbole_diffurec.errors import UsageError
 
 # RecBole's model subpackages we search. ``exlib_recommender`` is left out on purpose: importing it
 # needs lightgbm/xgboost, and RecBole's own lookup surfaces that as "No module named 'lightgbm'"
@@ -23,13 +20,6 @@ _RECBOLE_SUBPACKAGES = (
     "sequential_recommender",
     "knowledge_aware_recommender",
 )
-
-_recbole_get_model = _recbole_utils.get_model
-_recbole_get_trainer = _recbole_utils.get_trainer
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for; the message says what is wrong and how to fix it."""
 
 
 def plugin_models():
@@ -62,16 +52,6 @@ def _recbole_class(dotted, lower_name):
     return None
 
 
-def known_model_names():
-    """Every model name the lookup accepts: ours, then RecBole's."""
-    names = list(plugin_models())
-    for lower_name, dotted in sorted(_recbole_model_modules().items()):
-        cls = _recbole_class(dotted, lower_name)
-        if cls is not None:
-            names.append(cls.__name__)
-    return names
-
-
 def get_model(model_name):
     """The model class called ``model_name``: this package's first, then RecBole's."""
     ours = plugin_models()
@@ -101,35 +81,17 @@ def get_model(model_name):
     )
 
 
-def get_trainer(model_type, model_name):
-    """RecBole's trainer for the model, with its plain ``Trainer`` replaced by ours.
+def get_trainer(model_type, model_name, recbole_get_trainer):
+    """RecBole's trainer for the model (``recbole_get_trainer``: RecBole's own lookup), with its
+    plain ``Trainer`` replaced by ours.
 
-    Ours is RecBole's ``Trainer`` plus an optional StepLR schedule and a clearer NaN error, so every
-    model that RecBole trains with the plain trainer (SASRec, GRU4Rec, BERT4Rec, DiffuRec, ...) runs
-    under the same schedule options.
+    Ours is RecBole's ``Trainer`` plus an optional StepLR schedule, a resumable training state and
+    a clearer NaN error, so every model that RecBole trains with the plain trainer (SASRec,
+    GRU4Rec, BERT4Rec, DiffuRec, ...) runs under the same options.
     """
     from recbole.trainer import Trainer as RecBoleTrainer
 
     from recbole_diffurec.trainer import Trainer
 
-    trainer = _recbole_get_trainer(model_type, model_name)
+    trainer = recbole_get_trainer(model_type, model_name)
     return Trainer if trainer is RecBoleTrainer else trainer
-
-
-def register():
-    """Make RecBole's lookups find this package's models, trainer and training dataloader."""
-    from recbole_diffurec import data
-
-    data.register()
-    for module in (recbole.utils, _recbole_utils):
-        module.get_model = get_model
-        module.get_trainer = get_trainer
-    # modules that did ``from recbole.utils import get_model`` before we got here
-    for name in ("recbole.config.configurator", "recbole.quick_start.quick_start", "recbole.quick_start"):
-        module = sys.modules.get(name)
-        if module is None:
-            continue
-        if hasattr(module, "get_model"):
-            module.get_model = get_model
-        if hasattr(module, "get_trainer"):
-            module.get_trainer = get_trainer

@@ -6,12 +6,13 @@ import pytest
 import torch
 import yaml
 from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
 from conftest import ROOT, tiny_args
 from recbole_diffurec.config import Config
 from recbole_diffurec.model import DiffuRec
 from recbole_diffurec.quick_start import run
-from recbole_diffurec.utils import get_model, get_trainer
+from recbole_diffurec.utils import get_model
 
 DIFFUREC = ("--diffusion_steps=4", "--n_heads=2")
 METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]

@@ -2,11 +2,12 @@
 import pytest
 import torch
 from recbole.data import create_dataset, data_preparation
+from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
 from conftest import TINY, tiny_args
 from recbole_diffurec.config import Config
 from recbole_diffurec.trainer import NaNLossError, Trainer
-from recbole_diffurec.utils import get_model, get_trainer
+from recbole_diffurec.utils import get_model
 
 
 def build(tiny_data, model="SASRec", *extra):

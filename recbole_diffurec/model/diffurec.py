@@ -12,7 +12,7 @@ from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedul
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.layers.approximator import CONDITION_NORMS
 from recbole_diffurec.model.base import read_config
-from recbole_diffurec.utils import UsageError
+from recbole_diffurec.errors import UsageError
 
 
 class DiffuRec(SequentialRecommender):

@@ -2,7 +2,7 @@
 (Eq. 16) and offset noise in the forward diffusion (Eq. 17). Everything else is DiffuRec's."""
 from recbole_diffurec.layers import DiffuRecSysApproximator
 from recbole_diffurec.model.diffurec import DiffuRec
-from recbole_diffurec.utils import UsageError
+from recbole_diffurec.errors import UsageError
 
 
 class DiffuRecSys(DiffuRec):

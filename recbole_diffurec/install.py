@@ -1,0 +1,210 @@
+"""The one door: every change this package makes to numpy, torch, warnings and RecBole.
+
+``install()`` is called once when ``recbole_diffurec`` is imported and is safe to call again (each
+replacement is marked; a marked object is never wrapped twice, and the saved original is always
+the third-party one). Nothing else in the package changes a third-party object
+(``tests/test_install.py`` checks the source).
+
+Compatibility of RecBole 1.2.1 with numpy 2, torch >= 2.6 and setuptools >= 81 (the route keeps
+numpy 2, with ``pandas<3`` and ``setuptools<81`` declared in ``setup.cfg``):
+
+1. numpy 2 removed ``np.float_``, ``np.complex_``, ``np.unicode_`` and ``np.bool8``. RecBole's
+   ``Config.compatibility_settings`` reads the first three to restore ``np.float``/``np.bool``/...
+   (which its metrics and data code still use), and ray 2.6.3 reads ``np.bool8``. Only the
+   missing aliases are added, each pointing at the type numpy 1.x gave it.
+2. torch >= 2.6 loads with ``weights_only=True`` by default, and RecBole's checkpoints pickle a
+   whole ``Config``. ``torch.load`` called *from RecBole's own modules* without an explicit
+   ``weights_only`` gets ``weights_only=False`` (its old default); every other caller keeps
+   torch's safe default.
+3. ray 2.6.3 (imported by ``recbole.quick_start``) warns that ``pkg_resources`` is deprecated,
+   RecBole's trainer builds the deprecated ``torch.cuda.amp.GradScaler``, and pandas 2 announces
+   that RecBole's in-place ``fillna`` breaks under pandas 3 (hence the pin): silenced.
+
+Fixes of RecBole 1.2.1:
+
+4. ``Collector.get_data_struct`` calls ``.cpu()`` on everything collected, but ``data.num_items``
+   (an int) and ``data.count_items`` (a Counter), which ``ItemCoverage``, ``GiniIndex``,
+   ``AveragePopularity`` and ``TailPercentage`` need, have none: those metrics ended the first
+   evaluation with an AttributeError. Only tensors are moved now.
+5. ``TailPercentage.get_tail`` tested every recommended item against a Python *list* of tail items
+   (~4e9 comparisons per evaluation on amazon-beauty); the same definition with ``np.isin``.
+
+Where RecBole finds things (its lookups have no registry, so they are replaced):
+
+6. ``get_model``/``get_trainer`` (in ``recbole.utils`` and the modules that imported them by name):
+   this package's models first, then RecBole's zoo; RecBole's plain ``Trainer`` becomes ours
+   (``utils.py``).
+7. ``recbole.data.utils.get_dataloader``: the length-grouped training loader when the config sets
+   ``train_length_grouping`` (``data.py``).
+8. ``recbole.quick_start``'s ``Config``: for this package's models, our ``Config`` (our YAML
+   defaults: overall, the model's YAML chain, the dataset; strict keys), so RecBole's own
+   ``run_recbole``/``run`` train them; any other model keeps RecBole's ``Config`` unchanged.
+"""
+import functools
+import sys
+import warnings
+
+import numpy as np
+import torch
+
+MARK = "_recbole_diffurec"
+ORIGINALS = {}  # (owner name, attribute) -> the third-party object replaced
+
+# name -> what numpy 1.x had under that name
+_NUMPY_ALIASES = {
+    "float_": np.float64,
+    "complex_": np.complex128,
+    "unicode_": np.str_,
+    "bool8": np.bool_,
+    "int0": np.intp,
+    "uint0": np.uintp,
+}
+
+
+def _replace(owner, name, new):
+    """Set ``owner.name`` to ``new`` (marked), keeping the first, third-party original."""
+    current = getattr(owner, name)
+    key = (getattr(owner, "__name__", repr(owner)), name)
+    if not getattr(current, MARK, False):
+        ORIGINALS.setdefault(key, current)
+    setattr(new, MARK, True)
+    setattr(owner, name, new)
+
+
+def original(owner, name):
+    """The third-party object ``install`` replaced at ``owner.name``."""
+    return ORIGINALS[(getattr(owner, "__name__", repr(owner)), name)]
+
+
+# ----- 1-3: numpy, torch, warnings -----
+def _numpy_aliases():
+    for name, value in _NUMPY_ALIASES.items():
+        if name not in np.__dict__:
+            setattr(np, name, value)
+
+
+def _called_from_recbole(depth=2):
+    caller = sys._getframe(depth).f_globals.get("__name__", "")
+    return caller == "recbole" or caller.startswith("recbole.")
+
+
+def _torch_load():
+    if getattr(torch.load, MARK, False):
+        return
+    load_ = torch.load
+
+    @functools.wraps(load_)
+    def load(*args, **kwargs):
+        if "weights_only" not in kwargs and _called_from_recbole():
+            # RecBole's checkpoints hold a pickled Config: trusted files it wrote itself.
+            kwargs["weights_only"] = False
+        return load_(*args, **kwargs)
+
+    _replace(torch, "load", load)
+
+
+def _warnings():
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    warnings.filterwarnings("ignore", message="A value is trying to be set on a copy", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"`torch.cuda.amp.GradScaler", category=FutureWarning)
+
+
+# ----- 4-5: RecBole's beyond-accuracy metrics -----
+def _collector():
+    import copy
+
+    from recbole.evaluator.collector import Collector
+
+    def get_data_struct(self):
+        data = self.data_struct._data_dict
+        for key, value in data.items():
+            if isinstance(value, torch.Tensor):
+                data[key] = value.cpu()
+        returned = copy.deepcopy(self.data_struct)
+        for key in ["rec.topk", "rec.meanrank", "rec.score", "rec.items", "data.label"]:
+            if key in self.data_struct:
+                del self.data_struct[key]
+        return returned
+
+    _replace(Collector, "get_data_struct", get_data_struct)
+
+
+def _tail_percentage():
+    from recbole.evaluator.metrics import TailPercentage
+
+    from recbole_diffurec.metrics import tail_items
+
+    def get_tail(self, item_matrix, count_items):
+        tail = np.asarray(tail_items(self.tail, count_items), dtype=item_matrix.dtype)
+        return np.isin(item_matrix, tail).astype(item_matrix.dtype)
+
+    _replace(TailPercentage, "get_tail", get_tail)
+
+
+# ----- 6-8: lookups -----
+def _lookups():
+    import recbole.utils
+    import recbole.utils.utils as recbole_utils
+
+    from recbole_diffurec import utils
+
+    def get_model(model_name):
+        return utils.get_model(model_name)
+
+    def get_trainer(model_type, model_name):
+        return utils.get_trainer(model_type, model_name, original(recbole_utils, "get_trainer"))
+
+    get_model.__doc__, get_trainer.__doc__ = utils.get_model.__doc__, utils.get_trainer.__doc__
+    for module in (recbole_utils, recbole.utils):
+        _replace(module, "get_model", get_model)
+        _replace(module, "get_trainer", get_trainer)
+    # modules that did ``from recbole.utils import get_model`` before we got here
+    for name in ("recbole.config.configurator", "recbole.quick_start.quick_start", "recbole.quick_start"):
+        module = sys.modules.get(name)
+        for attr, new in (("get_model", get_model), ("get_trainer", get_trainer)):
+            if module is not None and hasattr(module, attr):
+                _replace(module, attr, new)
+
+
+def _dataloader():
+    import recbole.data.utils as recbole_data_utils
+
+    from recbole_diffurec import data
+
+    def get_dataloader(config, phase):
+        return data.get_dataloader(config, phase, original(recbole_data_utils, "get_dataloader"))
+
+    _replace(recbole_data_utils, "get_dataloader", get_dataloader)
+
+
+def _quick_start_config():
+    import recbole.quick_start.quick_start as quick_start
+
+    def Config(model=None, dataset=None, config_file_list=None, config_dict=None):  # noqa: N802
+        """RecBole's Config, or ours for this package's models (our YAML defaults)."""
+        from recbole_diffurec.config import Config as OurConfig
+        from recbole_diffurec.utils import plugin_models
+
+        name = model if isinstance(model, str) else getattr(model, "__name__", None)
+        if name in plugin_models():
+            return OurConfig(name, dataset, config_file_list, config_dict)
+        return original(quick_start, "Config")(model, dataset, config_file_list, config_dict)
+
+    _replace(quick_start, "Config", Config)
+
+
+_installed = False
+
+
+def install():
+    """Apply every change above; safe to call again."""
+    global _installed
+    _numpy_aliases()
+    _torch_load()
+    _warnings()
+    _collector()
+    _tail_percentage()
+    _lookups()
+    _dataloader()
+    _quick_start_config()
+    _installed = True
