@@ -21,6 +21,7 @@ paper's Table 2; with ``--max_batches`` the epoch is projected from the timed ba
         --max_batches=20 --no_eval --data_path=/path/to/datasets
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -187,21 +188,22 @@ def bench_model(name, args, extra):
             epoch_seconds.append(time.perf_counter() - start)
             print(f"  {name} epoch {epoch + 1}/{args.epochs}: {epoch_seconds[-1]:.1f} s, loss {losses[-1]:.4f}", flush=True)
         settings = [None]  # (sampling steps K, n_ensemble) for diffusion models, None for the others
-        if hasattr(model, "n_ensemble"):
+        if hasattr(model, "inference_settings"):
             steps = [int(k) for k in args.steps.split(",")] if args.steps else [config["sampling_steps"]]
             settings = [(k, int(n)) for k in steps for n in args.ensembles.split(",")]
         eval_seconds, test_results = {}, {}
         for setting in [] if args.no_eval else settings:
-            if setting is not None:
-                k, model.n_ensemble = setting
-                k = k or model.diffusion.num_timesteps
-                model.sampling_diffusion = model.diffusion.respace(k)
-            start = time.perf_counter()
-            trainer.evaluate(valid, load_best_model=False)
-            if cuda:
-                torch.cuda.synchronize()
-            eval_seconds[setting] = time.perf_counter() - start
-            test_results[setting] = trainer.evaluate(test, load_best_model=False)
+            chosen = (
+                model.inference_settings(sampling_steps=setting[0], n_ensemble=setting[1])
+                if setting is not None else contextlib.nullcontext()
+            )
+            with chosen:
+                start = time.perf_counter()
+                trainer.evaluate(valid, load_best_model=False)
+                if cuda:
+                    torch.cuda.synchronize()
+                eval_seconds[setting] = time.perf_counter() - start
+                test_results[setting] = trainer.evaluate(test, load_best_model=False)
     peak = (torch.cuda.max_memory_allocated() - base_gpu) if cuda else (mem.peak - mem.base)
     epoch_time = statistics.median(epoch_seconds)
     rows = []

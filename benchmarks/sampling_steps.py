@@ -32,10 +32,10 @@ def main(argv=None):
     for path in args.checkpoints:
         config, model, _, _, test = load_for_inference(path)
         for k in (int(s) for s in args.steps.split(",")):
-            model.sampling_diffusion = model.diffusion.respace(k)
             torch.manual_seed(0)
             start = time.perf_counter()
-            _, _, ranks, _ = user_ranks(model, test, config["device"], 1)
+            with model.inference_settings(sampling_steps=k):
+                _, _, ranks, _ = user_ranks(model, test, config["device"], 1)
             seconds = time.perf_counter() - start
             m = metrics_from_ranks(ranks)
             print(f"| {os.path.basename(path)} | {config['model']} | {config['seed']} | {k} | {seconds:.2f} | "

@@ -12,6 +12,7 @@ top-K lists over all test users: ItemCoverage, AveragePopularity, GiniIndex and 
 at 10 and 20, computed by RecBole's own metric classes. Written to OUT: ``case_study.md``, ``case_study.csv``,
 ``case_study.json`` and ``tsne.png``.
 """
+import contextlib
 import csv
 import math
 import os
@@ -26,32 +27,28 @@ KS = (5, 10, 20)
 
 def user_ranks(model, test_data, device, n_ensemble=None, topk=None):
     """(user ids [U], test item ids [U], 0-based ranks [U], x_0 [U, H] or None) over the test users;
-    with ``topk``, a fifth element: each user's ``topk`` best items [U, topk]."""
-    was = getattr(model, "n_ensemble", None)
-    if n_ensemble is not None and was is not None:
-        model.n_ensemble = n_ensemble
+    with ``topk``, a fifth element: each user's ``topk`` best items [U, topk]. ``n_ensemble``
+    applies to diffusion models (their ``inference_settings``)."""
+    diffusion = hasattr(model, "inference_settings")
+    settings = model.inference_settings(n_ensemble=n_ensemble) if diffusion else contextlib.nullcontext()
     model.eval()
     uids, items, ranks, reps, tops = [], [], [], [], []
-    try:
-        with torch.no_grad():
-            for interaction, _, positive_u, positive_i in test_data:
-                interaction = interaction.to(device)
-                if hasattr(model, "sample_xstart"):
-                    x0 = model.sample_xstart(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
-                    scores = x0 @ model.item_embedding.weight.T
-                    reps.append(x0.cpu())
-                else:
-                    scores = model.full_sort_predict(interaction).view(len(interaction), -1)
-                scores[:, 0] = -math.inf
-                if topk:
-                    tops.append(torch.topk(scores, topk, dim=1).indices.cpu())
-                target_scores = scores[positive_u, positive_i]
-                ranks.append((scores[positive_u] > target_scores[:, None]).sum(1).cpu())
-                uids.append(interaction[model.USER_ID][positive_u].cpu())
-                items.append(positive_i.cpu())
-    finally:
-        if was is not None:
-            model.n_ensemble = was
+    with settings, torch.no_grad():
+        for interaction, _, positive_u, positive_i in test_data:
+            interaction = interaction.to(device)
+            if diffusion:  # the model's own scoring, keeping x_0 for the picture
+                x0 = model.sample_xstart(interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN])
+                scores = model.score(x0)
+                reps.append(x0.cpu())
+            else:
+                scores = model.full_sort_predict(interaction).view(len(interaction), -1)
+            scores[:, 0] = -math.inf
+            if topk:
+                tops.append(torch.topk(scores, topk, dim=1).indices.cpu())
+            target_scores = scores[positive_u, positive_i]
+            ranks.append((scores[positive_u] > target_scores[:, None]).sum(1).cpu())
+            uids.append(interaction[model.USER_ID][positive_u].cpu())
+            items.append(positive_i.cpu())
     out = (
         torch.cat(uids).numpy(),
         torch.cat(items).numpy(),
@@ -149,12 +146,12 @@ def case_study(checkpoint, out, n_ensemble=4, log=print):
     per_user = np.bincount(dataset.inter_feat[user_field].numpy(), minlength=dataset.user_num)
 
     variants = [("single run", None)]
-    if hasattr(model, "n_ensemble") and n_ensemble and n_ensemble > 1:
+    if hasattr(model, "inference_settings") and n_ensemble and n_ensemble > 1:
         variants.append((f"ensemble of {n_ensemble}", n_ensemble))
     rows, beyond, tsne_done = [], [], False
     for name, n in variants:
         log(f"case study: {name} over the test users of {config['dataset']}")
-        uids, items, ranks, reps, top = user_ranks(model, test_data, config["device"], n if n else 1, topk=topk)
+        uids, items, ranks, reps, top = user_ranks(model, test_data, config["device"], n or 1, topk=topk)
         beyond.append({"inference": name, "users": len(uids), **beyond_accuracy(config, train_data.dataset, top)})
         history = per_user[uids] - 1
         groups, labels = length_groups(history)

@@ -1,17 +1,7 @@
 """Load a checkpoint saved by a run for inference-only tools (``benchmarks/sampling_steps.py``,
 ``benchmarks/pathway.py``): the config it was trained with, the model with its weights, and the
-data split it was evaluated on."""
-
-# Keys added after checkpoints were first saved, with the behaviour those checkpoints had.
-# (The item init and the decay do not matter once trained weights are loaded.)
-BEHAVED_AS = {
-    "sampling_steps": 0,
-    "inference_batch_size": 512,
-    "autocast_bf16": False,
-    "item_init_std": 1.0,
-    "pathway_weight_decay": True,
-    "chain_blocks": True,
-}
+data split it was evaluated on. Keys an older checkpoint lacks are filled when its config is
+unpickled (``Config.__setstate__``)."""
 
 
 def load_for_inference(path, device=None):
@@ -22,10 +12,9 @@ def load_for_inference(path, device=None):
 
     from recbole_diffurec.utils import get_model
 
-    checkpoint = torch.load(path, weights_only=False, map_location="cpu")  # RecBole's: a pickled Config
+    # RecBole's checkpoint: a pickled Config (ours fills the keys an older checkpoint lacks)
+    checkpoint = torch.load(path, weights_only=False, map_location="cpu")
     config = checkpoint["config"]
-    for key, value in BEHAVED_AS.items():
-        config.final_config_dict.setdefault(key, value)
     if device is not None:
         config.final_config_dict["device"] = torch.device(device)
     init_seed(config["seed"], config["reproducibility"])

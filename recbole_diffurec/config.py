@@ -14,6 +14,7 @@ not where the data path says.
 import difflib
 import glob
 import os
+import warnings
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -56,6 +57,27 @@ def known_keys():
             if os.path.basename(path) != "url.yaml":
                 keys |= _yaml_keys(path)
     return keys
+
+
+# Keys added after checkpoints were first saved: the value under which such a checkpoint behaves as
+# it did when saved (the others get today's default; the item init and the decay do not matter
+# once trained weights are loaded).
+SAVED_BEFORE = {
+    "sampling_steps": 0,
+    "inference_batch_size": 512,
+    "autocast_bf16": False,
+    "item_init_std": 1.0,
+    "pathway_weight_decay": True,
+    "chain_blocks": True,
+    "condition_norm": "none",
+    "condition_token": False,
+    "target_scale": 1.0,
+}
+
+
+def model_yaml_files(model_class):
+    """``properties/model/<Class>.yaml`` for each class of the model, base first."""
+    return [os.path.join(PROPERTIES, "model", cls.__name__ + ".yaml") for cls in reversed(model_class.__mro__)]
 
 
 def dataset_names():
@@ -134,10 +156,9 @@ class Config(RecBoleConfig):
     # ----- defaults -----
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        model_yamls = [os.path.join(PROPERTIES, "model", cls.__name__ + ".yaml") for cls in reversed(model_class.__mro__)]
         for path in (
             os.path.join(PROPERTIES, "overall.yaml"),
-            *model_yamls,
+            *model_yaml_files(model_class),
             os.path.join(PROPERTIES, "dataset", dataset + ".yaml"),
         ):
             if os.path.isfile(path):
@@ -156,6 +177,32 @@ class Config(RecBoleConfig):
         if not bundled:
             self.final_config_dict["data_path"] = path
         self.final_config_dict["data_path"] = os.path.normpath(self.final_config_dict["data_path"])
+
+    # ----- checkpoints saved by older versions -----
+    def __setstate__(self, state):
+        """Unpickling (every loader of a checkpoint, RecBole's ``load_data_and_model`` included):
+        a key the saved config lacks, because the checkpoint predates it, is filled, with one
+        warning naming each key and the value used: the value that reproduces how such
+        checkpoints behaved (``SAVED_BEFORE``), else the current YAML default."""
+        self.__dict__.update(state)
+        model = self.final_config_dict.get("model")
+        try:
+            model_class = get_model(model)
+        except UsageError:
+            return  # a model this version does not know: leave the config as it was saved
+        filled = {}
+        for path in (os.path.join(PROPERTIES, "overall.yaml"), *model_yaml_files(model_class)):
+            if os.path.isfile(path):
+                for key, value in read_yaml_file(path, self.yaml_loader).items():
+                    if key not in self.final_config_dict:
+                        filled[key] = SAVED_BEFORE.get(key, value)
+                        self.final_config_dict[key] = filled[key]
+        if filled:
+            warnings.warn(
+                f"this {model} checkpoint predates the config key(s) "
+                + ", ".join(f"{k} (filled with {v!r})" for k, v in filled.items()),
+                stacklevel=2,
+            )
 
     # ----- checks -----
     def _check_keys(self):

@@ -30,7 +30,7 @@ def _users(model, data, n_users):
 
 
 def _top10(model, x0):
-    scores = x0 @ model.item_embedding.weight.T
+    scores = model.score(x0)
     scores[:, 0] = -float("inf")  # the padding id
     return torch.sort(torch.topk(scores, 10, dim=1).indices, dim=1).values
 
@@ -49,15 +49,11 @@ def pathway_stats(model, data, n_users=2000, runs=4, seed=0):
     model.eval()
     seq, length = _users(model, data, n_users)
     seq, length = seq.to(model.device), length.to(model.device)
-    full = model.sampling_diffusion
 
-    def reverse(n=1, zero_xt=False, diffusion=None, seed_=seed):
-        model.sampling_diffusion = diffusion or full
+    def reverse(n=1, zero_xt=False, steps=None, seed_=seed):
         generator = torch.Generator(device=model.device).manual_seed(seed_)
-        try:
+        with model.inference_settings(sampling_steps=steps):
             return model.sample_members(seq, length, n, generator, zero_xt=zero_xt)
-        finally:
-            model.sampling_diffusion = full
 
     members = reverse(n=runs)  # [R, U, H]
     mean = members.mean(0)
@@ -68,8 +64,8 @@ def pathway_stats(model, data, n_users=2000, runs=4, seed=0):
     zeroed = reverse(zero_xt=True)[0]
     other = reverse(seed_=seed + 1)[0]
     steps_t = model.diffusion.num_timesteps
-    k_full = reverse(diffusion=model.diffusion if full.num_timesteps != steps_t else full)[0]
-    k_one = reverse(diffusion=model.diffusion.respace(1))[0]
+    k_full = reverse(steps=0)[0]
+    k_one = reverse(steps=1)[0]
     t = torch.arange(steps_t, device=model.device)
     dt = model.approximator.t_embedder(model.diffusion.scale_timesteps(t)).float()
     items = model.item_embedding.weight[1:]

@@ -10,6 +10,7 @@ from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
 from conftest import ROOT, tiny_args
 from recbole_diffurec.config import Config
+from recbole_diffurec.errors import UsageError
 from recbole_diffurec.model import DiffuRec
 from recbole_diffurec.quick_start import run
 from recbole_diffurec.utils import get_model
@@ -163,3 +164,25 @@ def test_sampling_steps_zero_means_all_and_never_exceeds_t(tiny_data, workdir):
     short = DiffuRec(config, data_preparation(config, create_dataset(config))[0]._dataset)  # default K = 4 > T
     assert zero.sampling_diffusion is zero.diffusion
     assert short.sampling_diffusion is short.diffusion and short.diffusion.num_timesteps == 2
+
+
+def test_inference_settings_apply_inside_the_block_only(tiny_data, workdir):
+    _, model, _, _, test = build(tiny_data, "--sampling_steps=2")  # T = 4
+    interaction = next(iter(test))[0]
+    seq, length = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN]
+    before = model.sampling_diffusion
+    with model.inference_settings(sampling_steps=1, n_ensemble=3):
+        assert model.sampling_diffusion.num_timesteps == 1 and model.n_ensemble == 3
+        members = model.sample_members(seq, length, model.n_ensemble, torch.Generator().manual_seed(0))
+        assert members.shape[0] == 3
+    assert model.sampling_diffusion is before and model.n_ensemble == 1
+    for k, steps in ((0, 4), (4, 4), (9, 4), (3, 3)):  # one rule: 0 and K >= T run all T steps
+        with model.inference_settings(sampling_steps=k):
+            assert model.sampling_diffusion.num_timesteps == steps
+    with pytest.raises(UsageError, match="sampling_steps must be an integer >= 0"):
+        with model.inference_settings(sampling_steps=-1):
+            pass
+    with pytest.raises(UsageError, match="n_ensemble must be an integer >= 1"):
+        with model.inference_settings(n_ensemble=0):
+            pass
+    assert model.sampling_diffusion is before and model.n_ensemble == 1  # restored after errors too

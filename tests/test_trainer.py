@@ -127,3 +127,27 @@ def test_resume_without_its_checkpoint_is_refused(tiny_data, workdir):
     os.remove(first["checkpoint"])
     with pytest.raises(ResumeError, match="best checkpoint .* is gone; delete the state"):
         _run(tiny_data, "SASRec", "--epochs=2", state_file=state, resume=True)
+
+
+def test_old_checkpoint_without_new_keys_loads_with_a_warning(tiny_data, workdir):
+    """A checkpoint whose config predates some keys loads through RecBole's own
+    load_data_and_model and ours; the missing keys are filled (the behaviour such checkpoints
+    had, else the current default) and named in one warning."""
+    from recbole.quick_start import load_data_and_model
+
+    from recbole_diffurec.checkpoints import load_for_inference
+    from recbole_diffurec.quick_start import run
+
+    result = run("DiffuRecSys", "ml-100k", cmd_args=tiny_args(tiny_data, "--diffusion_steps=4", "--n_heads=2"))
+    checkpoint = torch.load(result["checkpoint"], weights_only=False)
+    for key in ("target_scale", "chain_blocks", "sampling_steps"):
+        del checkpoint["config"].final_config_dict[key]
+    old = str(workdir / "old.pth")
+    torch.save(checkpoint, old)
+    with pytest.warns(UserWarning, match=r"predates the config key\(s\) .*sampling_steps \(filled with 0\)"):
+        config, model, *_ = load_data_and_model(old)
+    assert config["target_scale"] == 1.0 and config["chain_blocks"] is True and config["sampling_steps"] == 0
+    assert model.sampling_diffusion is model.diffusion  # all T steps, as before the key existed
+    with pytest.warns(UserWarning, match="target_scale"):
+        config, model, *_ = load_for_inference(old)
+    assert type(model).__name__ == "DiffuRecSys"

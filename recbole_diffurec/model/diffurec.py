@@ -3,6 +3,8 @@
 Shapes: B batch, L history length (trimmed to the batch's longest), H hidden, N items (+1 for
 the padding id 0), T diffusion steps.
 """
+import contextlib
+
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
@@ -131,8 +133,7 @@ class DiffuRec(SequentialRecommender):
             get_named_beta_schedule(p["noise_schedule"], p["diffusion_steps"]), p["rescale_timesteps"]
         )
         # inference may run on K < T evenly spaced steps of the same process (0 = all T steps)
-        steps = min(p["sampling_steps"] or p["diffusion_steps"], p["diffusion_steps"])
-        self.sampling_diffusion = self.diffusion if steps == p["diffusion_steps"] else self.diffusion.respace(steps)
+        self.sampling_diffusion = self.sampling_process(p["sampling_steps"])
         self.approximator = self.build_approximator()
         self.loss_fct = nn.CrossEntropyLoss()
 
@@ -154,6 +155,31 @@ class DiffuRec(SequentialRecommender):
             {"params": [p for p in self.parameters() if id(p) not in exempt]},
             {"params": [p for p in self.parameters() if id(p) in exempt], "weight_decay": 0.0},
         ]
+
+    # ----- inference settings -----
+    def sampling_process(self, steps):
+        """The reverse process of ``steps`` evenly spaced steps of the trained T: the one rule for
+        K everywhere (config, case study, benchmarks): 0 or any K >= T runs all T steps."""
+        T = self.diffusion.num_timesteps
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise UsageError(f"sampling_steps must be an integer >= 0 (0 = all {T} steps); got {steps!r}.")
+        return self.diffusion if steps == 0 or steps >= T else self.diffusion.respace(steps)
+
+    @contextlib.contextmanager
+    def inference_settings(self, sampling_steps=None, n_ensemble=None):
+        """Run inference with other ``sampling_steps`` (K; 0 = T) and/or ``n_ensemble`` inside the
+        ``with`` block; the model's own settings come back after it, also on error."""
+        saved = self.sampling_diffusion, self.n_ensemble
+        if n_ensemble is not None and not (isinstance(n_ensemble, int) and n_ensemble >= 1):
+            raise UsageError(f"n_ensemble must be an integer >= 1; got {n_ensemble!r}.")
+        try:
+            if sampling_steps is not None:
+                self.sampling_diffusion = self.sampling_process(sampling_steps)
+            if n_ensemble is not None:
+                self.n_ensemble = n_ensemble
+            yield self
+        finally:
+            self.sampling_diffusion, self.n_ensemble = saved
 
     # ----- history -----
     def encode_history(self, item_seq, item_seq_len):
@@ -232,9 +258,12 @@ class DiffuRec(SequentialRecommender):
                     x_start[idx] = self.sample_members(item_seq[idx], item_seq_len[idx], self.n_ensemble, generator).mean(0)
         return x_start.clone()  # a normal tensor again: callers may write into what they derive from it
 
+    def score(self, x_start):
+        """Scores of every item id for representations x_0 [B, H]: inner products [B, N+1]."""
+        return x_start @ self.item_embedding.weight.T
+
     def full_sort_predict(self, interaction):
-        x_start = self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return x_start @ self.item_embedding.weight.T  # [B, N+1]
+        return self.score(self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]))
 
     def predict(self, interaction):
         x_start = self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
