@@ -26,12 +26,8 @@ import json
 import os
 import platform
 import statistics
-import sys
 import threading
 import time
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 
 def parse_args(argv=None):
@@ -176,6 +172,7 @@ def bench_model(name, args, extra):
         init_seed(config["seed"], config["reproducibility"])
         model = get_model(name)(config, train._dataset).to(config["device"])
         trainer = get_trainer(config["MODEL_TYPE"], name)(config, model)
+        trainer.eval_collector.data_collect(train)  # what fit() collects for the beyond-accuracy metrics
         loader = LimitedLoader(train, args.max_batches) if args.max_batches else train
         full_batches = len(train)
         n_samples = sum(len(batch) for batch in loader)

@@ -11,9 +11,7 @@ are measured; every draw is seeded (``recbole_diffurec/pathway.py`` defines each
 import argparse
 import logging
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):

@@ -1,45 +1,53 @@
 """Test metrics and evaluation seconds of trained diffusion checkpoints against the number of
-reverse steps K (respaced inference, ``sampling_steps``). Not a test.
+reverse steps K (respaced inference, ``sampling_steps``) and the ensemble size. Not a test.
 
-    python benchmarks/sampling_steps.py results/paper/checkpoints/DiffuRecSys-*.pth --steps=32,8,1
+    python benchmarks/sampling_steps.py results/paper/checkpoints/DiffuRecSys-*.pth --steps=32,4,1 --ensembles=1,4
 
-For each checkpoint and K: every test user is ranked (full ranking, padding id excluded, the
-case study's per-user ranks, which reproduce RecBole's metrics) after a reverse process of K
-evenly spaced steps of the trained schedule; the seed is fixed per K.
+For each checkpoint, K and ensemble size: every test user is ranked (full ranking, padding id
+excluded, the case study's per-user ranks, which reproduce RecBole's metrics) after a reverse
+process of K evenly spaced steps of the trained schedule (averaged over the ensemble's runs); the
+seed is fixed per setting. Beside HR@10 and NDCG@10: RecBole's ItemCoverage@10 and
+TailPercentage@10 of the top-10 lists (the tail of ``tail_ratio``, 0.8).
 """
 import argparse
 import logging
 import os
-import sys
 import time
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoints", nargs="+", help=".pth files saved by runs of DiffuRec/DiffuRecSys")
-    parser.add_argument("--steps", default="32,16,8,4,2,1", help="comma-separated K values")
+    parser.add_argument("--steps", default="32,16,8,4,2,1", help="comma-separated K values (0 = all T)")
+    parser.add_argument("--ensembles", default="1", help="comma-separated n_ensemble values")
     args = parser.parse_args(argv)
 
     import torch
 
-    from recbole_diffurec.case_study import metrics_from_ranks, user_ranks
+    from recbole_diffurec.case_study import beyond_accuracy, metrics_from_ranks, user_ranks
     from recbole_diffurec.checkpoints import load_for_inference
 
     logging.disable(logging.WARNING)
-    print("| checkpoint | model | seed | K | eval s | HR@10 | NDCG@10 |\n|---|---|---:|---:|---:|---:|---:|")
+    print(
+        "| checkpoint | model | seed | K | ensemble | eval s | HR@10 | NDCG@10 | ItemCoverage@10 | TailPercentage@10 |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
     for path in args.checkpoints:
-        config, model, _, _, test = load_for_inference(path)
+        config, model, train, _, test = load_for_inference(path)
         for k in (int(s) for s in args.steps.split(",")):
-            torch.manual_seed(0)
-            start = time.perf_counter()
-            with model.inference_settings(sampling_steps=k):
-                _, _, ranks, _ = user_ranks(model, test, config["device"], 1)
-            seconds = time.perf_counter() - start
-            m = metrics_from_ranks(ranks)
-            print(f"| {os.path.basename(path)} | {config['model']} | {config['seed']} | {k} | {seconds:.2f} | "
-                  f"{m['hit@10']:.4f} | {m['ndcg@10']:.4f} |", flush=True)
+            for n in (int(s) for s in args.ensembles.split(",")):
+                torch.manual_seed(0)
+                start = time.perf_counter()
+                with model.inference_settings(sampling_steps=k):
+                    _, _, ranks, _, top = user_ranks(model, test, config["device"], n, topk=max(config["topk"]))
+                seconds = time.perf_counter() - start
+                m = metrics_from_ranks(ranks)
+                b = beyond_accuracy(config, train.dataset, top)
+                print(
+                    f"| {os.path.basename(path)} | {config['model']} | {config['seed']} | {k} | {n} | {seconds:.2f} | "
+                    f"{m['hit@10']:.4f} | {m['ndcg@10']:.4f} | {b['itemcoverage@10']:.4f} | {b['tailpercentage@10']:.4f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+"""Smoke tests of the benchmark scripts (not benchmarks themselves): each runs end to end on tiny
+data in seconds and prints what its docstring promises."""
+import importlib.util
+import json
+import os
+
+import pytest
+
+from conftest import ROOT, tiny_args
+
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_data, tmp_path_factory):
+    from recbole_diffurec.quick_start import run
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    result = run("DiffuRecSys", "ml-100k", cmd_args=tiny_args(
+        tiny_data, "--diffusion_steps=4", "--n_heads=2", f"--checkpoint_dir={folder}"))
+    return result["checkpoint"]
+
+
+def table_rows(text):
+    return [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| checkpoint")]
+
+
+def test_sampling_steps_script(checkpoint, capsys):
+    script("sampling_steps").main([checkpoint, "--steps=4,1", "--ensembles=1,2"])
+    rows = table_rows(capsys.readouterr().out)
+    assert [r.split(" | ")[3:5] for r in rows] == [["4", "1"], ["4", "2"], ["1", "1"], ["1", "2"]]
+    assert all(0 <= float(r.split(" | ")[7]) <= 1 for r in rows)  # NDCG@10
+
+
+def test_pathway_script(checkpoint, capsys):
+    script("pathway").main([checkpoint, "--users=20", "--runs=2"])
+    rows = table_rows(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0].split(" | ")[1] == "DiffuRecSys" and rows[0].split(" | ")[3] == "20"
+
+
+def test_benchmark_script(tiny_data, workdir, capsys):
+    out = str(workdir / "bench.json")
+    script("benchmark").main([
+        "--models=DiffuRec,SASRec", f"--data_path={tiny_data}", "--epochs=1", "--hidden_size=8", "--n_heads=1",
+        "--n_layers=1", "--max_len=10", "--batch_size=256", f"--out={out}", "--diffusion_steps=4",
+    ])
+    results = json.load(open(out))["results"]
+    assert [r["name"] for r in results] == ["DiffuRec", "SASRec"]
+    assert all(r["train_s_per_epoch"] > 0 for r in results)
+    assert "| DiffuRec" in capsys.readouterr().out
