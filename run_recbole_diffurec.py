@@ -1,7 +1,7 @@
 """Train and evaluate a recommender (ours or any RecBole model) in RecBole's harness.
 
     python run_recbole_diffurec.py                                  # demo: see DEMO below
-    python run_recbole_diffurec.py --model=SASRec --dataset=ml-1m --data_path=../datasets
+    python run_recbole_diffurec.py --model=SASRec --dataset=ml-1m --data_path=/path/to/datasets
     python run_recbole_diffurec.py -m GRU4Rec -d ml-100k --config_files="a.yaml b.yaml" --epochs=5
 
 Compare several models, datasets and seeds (tables of the DiffuRecSys paper, resumable):

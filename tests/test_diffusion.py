@@ -1,4 +1,4 @@
-"""The diffusion core against closed forms (MODEL_SPEC sections 1 and 2)."""
+"""The diffusion core against closed forms (docs/MODEL.md §1-2)."""
 import math
 
 import pytest

@@ -1,6 +1,6 @@
 """Gaussian diffusion over item embeddings: forward process, posterior, reverse step and loop.
 
-Network-free (MODEL_SPEC sections 1 and 2): the reverse process takes a denoising callable
+Network-free (docs/MODEL.md §1-2): the reverse process takes a denoising callable
 ``denoise_fn(x_t, t_scaled) -> pred_xstart`` and knows nothing of the model. Names follow
 improved-diffusion / DiffuRec so the two can be read side by side.
 

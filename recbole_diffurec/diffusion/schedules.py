@@ -1,4 +1,4 @@
-"""Named beta schedules (MODEL_SPEC section 1), as DiffuRec's ``get_named_beta_schedule``.
+"""Named beta schedules (docs/MODEL.md §1), as DiffuRec's ``get_named_beta_schedule``.
 
 Each returns a float64 tensor of T betas in (0, 1].
 """

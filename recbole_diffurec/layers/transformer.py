@@ -1,4 +1,4 @@
-"""Pre-LayerNorm transformer pieces of DiffuRec's approximator (MODEL_SPEC section 4).
+"""Pre-LayerNorm transformer pieces of DiffuRec's approximator (docs/MODEL.md §4).
 
 Shapes: B batch, L history length, Q query length, H hidden, nh heads, hs = H / nh.
 Masks: ``key_mask`` is a bool [B, L], True at real items. Only keys are masked (the reference

@@ -24,7 +24,7 @@ class DiffuRec(SequentialRecommender):
 
     NOTE:
         Deviations from the reference code (github WHUIR/DiffuRec), all on purpose
-        (MODEL_SPEC sections 4-6):
+        (docs/MODEL.md §9):
 
         1. Attention masks padded *keys*. The reference masks padded query rows, so real items
            attend to padding and results depend on the amount of padding.

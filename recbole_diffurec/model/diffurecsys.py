@@ -1,4 +1,4 @@
-"""DiffuRecSys (the paper in shared/paper): DiffuRec with cross-attention in the approximator
+"""DiffuRecSys (docs/MODEL.md): DiffuRec with cross-attention in the approximator
 (Eq. 16) and offset noise in the forward diffusion (Eq. 17). Everything else is DiffuRec's."""
 from recbole_diffurec.layers import DiffuRecSysApproximator
 from recbole_diffurec.model.diffurec import DiffuRec
@@ -24,7 +24,7 @@ class DiffuRecSys(DiffuRec):
         3. Cross-attention masks padded keys. The repository masks no keys (it fills padded
            *outputs* with -1e9 before the output projection).
         4. One query per sample, lambda * (x_t + d_t) with lambda [B, 1, H], whose result is
-           broadcast to every position (MODEL_SPEC section 4). The repository forms one query per
+           broadcast to every position (docs/MODEL.md §4). The repository forms one query per
            history position from a [B, L, H] lambda.
         5. Offset noise is the paper's per-sample mean shift, eps = z + s * o with one o ~ N(0, 1)
            per sample. The repository's only variant draws the offset per element (just noise of
