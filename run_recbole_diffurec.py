@@ -13,7 +13,8 @@ Compare several models, datasets and seeds (tables of the DiffuRecSys paper, res
 
 Any other ``--key=value`` is a RecBole or model config key (see properties/); unknown keys are an
 error. With no arguments at all, the demo budget in properties/demo.yaml is added so that the run
-ends in minutes on a laptop CPU; with any argument, the full defaults (the paper's settings) apply.
+ends in minutes on a laptop CPU; with any argument, the full defaults apply (hours on a CPU) unless
+``--demo`` asks for the demo budget again.
 """
 import argparse
 import os
@@ -23,7 +24,7 @@ DEFAULT_MODEL = "DiffuRecSys"
 DEFAULT_DATASET = "ml-100k"
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO = os.path.join(HERE, "properties", "demo.yaml")
-METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
+COMPARE_OUT, CASE_OUT = "results/compare", "results/case_study"
 
 
 def parse_args(argv):
@@ -35,6 +36,8 @@ def parse_args(argv):
     parser.add_argument("--dataset", "-d", default=DEFAULT_DATASET, help=f"dataset name (default {DEFAULT_DATASET})")
     parser.add_argument("--config_files", default=None, help="YAML files, separated by spaces")
     parser.add_argument("--data_path", default=None, help="folder holding DATASET/DATASET.inter (default: dataset/)")
+    parser.add_argument("--demo", action="store_true",
+                        help="add the demo budget of properties/demo.yaml (what no arguments at all give) under the other settings")
     parser.add_argument(
         "--resume", default=None, metavar="STATE",
         help="continue an interrupted run from its training state (the X.state.pth saved next to its checkpoint X.pth)",
@@ -43,7 +46,8 @@ def parse_args(argv):
     compare.add_argument("--models", default=None, help="comma-separated model names")
     compare.add_argument("--datasets", default=None, help="comma-separated dataset names")
     compare.add_argument("--seeds", default=None, help="comma-separated seeds (default: 2020)")
-    compare.add_argument("--out", default="results/compare", help="folder of run records, checkpoints and tables")
+    compare.add_argument("--out", default=None,
+                         help=f"folder of run records, checkpoints and tables (default {COMPARE_OUT}; case study: {CASE_OUT})")
     compare.add_argument(
         "--variant", default=None, help="name these runs MODEL-VARIANT in records and tables (other settings of a model)"
     )
@@ -58,34 +62,32 @@ def parse_args(argv):
 
 def compare(args, config_files, config_dict, rest):
     from recbole_diffurec import UsageError
-    from recbole_diffurec.experiments import build_tables, run_grid
+    from recbole_diffurec.experiments import compare as run_compare
 
-    if any(a.startswith("--seed=") for a in rest):
-        raise UsageError("use --seeds=... (comma-separated) in compare mode, not --seed.")
     split = lambda text, default: [x for x in (text or default).split(",") if x]  # noqa: E731
-    models, datasets = split(args.models, args.model), split(args.datasets, args.dataset)
     try:
         seeds = [int(s) for s in split(args.seeds, "2020")]
     except ValueError:
         raise UsageError(f"--seeds must be comma-separated integers, not '{args.seeds}'.") from None
-    # every model and dataset is checked before the first run starts
-    from recbole_diffurec.config import Config
-
-    for dataset in datasets:
-        for model in models:
-            Config(model, dataset, config_files, config_dict, rest)
-    records = run_grid(
-        models, datasets, seeds, args.out, config_files, config_dict, rest, force=args.force, variant=args.variant
+    records, tables = run_compare(
+        split(args.models, args.model), split(args.datasets, args.dataset), seeds, args.out or COMPARE_OUT,
+        config_files, config_dict, rest, force=args.force, variant=args.variant, baseline=args.baseline,
     )
+    print_tables(tables)
     failed = [r for r in records if r["status"] != "ok"]
-    tables = build_tables(args.out, args.baseline)
-    for name, text in tables.items():
-        print(f"\n{name}\n{text}")
-    print(f"\n{len(records) - len(failed)} of {len(records)} runs finished; records, checkpoints and tables in {args.out}")
+    print(f"\n{len(records) - len(failed)} of {len(records)} runs finished; records, checkpoints and tables in "
+          f"{args.out or COMPARE_OUT}")
     return 1 if failed else 0
 
 
+def print_tables(tables):
+    for name, text in tables.items():
+        print(f"\n{name}\n{text}")
+
+
 def print_results(result):
+    from recbole_diffurec.metrics import ACCURACY as METRICS
+
     print(f"\n{result['model']} on {result['dataset']}  (checkpoint: {result['checkpoint']})")
     print("        " + "  ".join(f"{m:>8}" for m in METRICS))
     for name, values in (("valid", result["best_valid_result"]), ("test", result["test_result"])):
@@ -102,6 +104,8 @@ def main(argv=None):
     if not argv:
         print(f"No arguments: {args.model} on {args.dataset} with the demo budget of {os.path.relpath(DEMO)}.")
         config_files = [DEMO]
+    elif args.demo:
+        config_files = [DEMO] + config_files
     config_dict = {"data_path": args.data_path} if args.data_path else None
 
     from recbole_diffurec import UsageError
@@ -112,20 +116,19 @@ def main(argv=None):
             from recbole_diffurec.experiments import build_tables
 
             try:
-                tables = build_tables(args.tables, args.baseline)
+                print_tables(build_tables(args.tables, args.baseline))
             except ValueError as e:
                 raise UsageError(str(e)) from None
-            for name, text in tables.items():
-                print(f"\n{name}\n{text}")
             return 0
         if args.case_study:
             from recbole_diffurec.case_study import case_study
 
             if not os.path.isfile(args.case_study):
                 raise UsageError(f"checkpoint '{args.case_study}' does not exist.")
-            out = args.out if args.out != "results/compare" else "results/case_study"
+            out = args.out or CASE_OUT
             case_study(args.case_study, out, args.ensemble)
-            print(open(os.path.join(out, "case_study.md")).read())
+            with open(os.path.join(out, "case_study.md")) as f:
+                print(f.read())
             print(f"case study of {args.case_study} written to {out} (case_study.md/.csv/.json, tsne.png)")
             return 0
         if args.models or args.datasets or args.seeds or args.variant:

@@ -20,9 +20,7 @@ import os
 import numpy as np
 import torch
 
-from recbole_diffurec.metrics import tail_items
-
-KS = (5, 10, 20)
+from recbole_diffurec.metrics import ACCURACY, KS, LABELS, markdown_table, tail_items
 
 
 def user_ranks(model, test_data, device, n_ensemble=None, topk=None):
@@ -79,7 +77,7 @@ def head_items(train_dataset, tail_ratio=0.8):
     return head
 
 
-BEYOND = ("ItemCoverage", "AveragePopularity", "GiniIndex", "TailPercentage")
+BEYOND_CLASSES = ("ItemCoverage", "AveragePopularity", "GiniIndex", "TailPercentage")
 
 
 def beyond_accuracy(config, train_dataset, top):
@@ -93,7 +91,7 @@ def beyond_accuracy(config, train_dataset, top):
     struct.set("data.num_items", train_dataset.item_num)
     struct.set("data.count_items", train_dataset.item_counter)
     result = {}
-    for name in BEYOND:
+    for name in BEYOND_CLASSES:
         result.update(getattr(metrics, name)(config).calculate_metric(struct))
     return {k: float(v) for k, v in result.items()}
 
@@ -169,22 +167,22 @@ def case_study(checkpoint, out, n_ensemble=4, log=print):
 def _write(rows, beyond, out, model, dataset, checkpoint):
     import json
 
-    keys = ["inference", "segment", "users"] + [f"{m}@{k}" for m in ("hit", "ndcg") for k in KS]
+    keys = ["inference", "segment", "users"] + ACCURACY
     with open(os.path.join(out, "case_study.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    header = ["inference", "segment", "users"] + [f"{'HR' if m == 'hit' else 'NDCG'}@{k}" for m in ("hit", "ndcg") for k in KS]
-    md = [f"Case study of {model} on {dataset} ({checkpoint})", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        md.append("| " + " | ".join([r["inference"], r["segment"], str(r["users"])] + [f"{r[k]:.4f}" for k in keys[3:]]) + " |")
-    keys = [k for k in beyond[0] if k not in ("inference", "users")]
-    md += ["", "Beyond accuracy (RecBole's metrics over every test user's top-K list)", "",
-           "| inference | users | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
-    for b in beyond:
-        md.append(f"| {b['inference']} | {b['users']} | " + " | ".join(f"{b[k]:.4g}" for k in keys) + " |")
+    main = markdown_table(
+        ["inference", "segment", "users"] + [LABELS[k] for k in ACCURACY],
+        [[r["inference"], r["segment"], r["users"]] + [f"{r[k]:.4f}" for k in ACCURACY] for r in rows],
+    )
+    measures = [k for k in beyond[0] if k not in ("inference", "users")]
+    extra = markdown_table(
+        ["inference", "users"] + measures, [[b["inference"], b["users"]] + [f"{b[k]:.4g}" for k in measures] for b in beyond]
+    )
     with open(os.path.join(out, "case_study.md"), "w") as f:
-        f.write("\n".join(md) + "\n")
+        f.write(f"Case study of {model} on {dataset} ({checkpoint})\n\n{main}\n\n"
+                f"Beyond accuracy (RecBole's metrics over every test user's top-K list)\n\n{extra}\n")
     with open(os.path.join(out, "case_study.json"), "w") as f:
         json.dump({"model": model, "dataset": dataset, "checkpoint": checkpoint, "rows": rows, "beyond_accuracy": beyond},
                   f, indent=1)

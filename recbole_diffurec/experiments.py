@@ -29,15 +29,8 @@ import statistics
 import time
 import traceback
 
-METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
-LABELS = {f"{m}@{k}": f"{'HR' if m == 'hit' else 'NDCG'}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)}
-# RecBole's beyond-accuracy metrics at 10 (properties/overall.yaml), in records made since they were added
-BEYOND = {
-    "itemcoverage@10": "ItemCoverage@10",
-    "averagepopularity@10": "AveragePopularity@10",
-    "giniindex@10": "GiniIndex@10",
-    "tailpercentage@10": "TailPercentage@10",
-}
+from recbole_diffurec.metrics import ACCURACY as METRICS
+from recbole_diffurec.metrics import BEYOND, LABELS, markdown_table
 
 
 def run_key(dataset, model, seed):
@@ -135,6 +128,22 @@ def run_grid(
     return records
 
 
+def compare(models, datasets, seeds, out, config_files=None, config_dict=None, cmd_args=(), force=False,
+            variant=None, baseline=None, log=print):
+    """The compare command: check every (model, dataset) configuration before the first run, run
+    the grid (``run_grid``), rebuild the tables; returns (records, {table name: markdown})."""
+    from recbole_diffurec.config import Config
+    from recbole_diffurec.errors import UsageError
+
+    if any(str(a).startswith("--seed=") for a in cmd_args):
+        raise UsageError("use --seeds=... (comma-separated) in compare mode, not --seed.")
+    for dataset in datasets:
+        for model in models:
+            Config(model, dataset, config_files, config_dict, cmd_args)
+    records = run_grid(models, datasets, seeds, out, config_files, config_dict, cmd_args, force, log, variant)
+    return records, build_tables(out, baseline, log)
+
+
 # ----- tables -----
 def _mean_std(values):
     mean = statistics.mean(values)
@@ -150,11 +159,10 @@ def _write(out, name, header, rows, md_rows=None, csv_header=None):
         writer = csv.writer(f)
         writer.writerow(csv_header or header)
         writer.writerows(rows)
-    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(str(c) for c in r) + " |" for r in (md_rows or rows)]
+    md = markdown_table(header, md_rows or rows)
     with open(os.path.join(folder, name + ".md"), "w") as f:
-        f.write("\n".join(md) + "\n")
-    return "\n".join(md)
+        f.write(md + "\n")
+    return md
 
 
 def _by_dataset_model(records):
@@ -254,7 +262,7 @@ def build_tables(out, baseline=None, log=print):
             ])
     if rows:
         header = ["dataset", "model", "seeds"]
-        names = list(BEYOND.values())
+        names = [LABELS[m] for m in BEYOND]
         tables["table6_beyond_accuracy"] = _write(
             out, "table6_beyond_accuracy", header + names, rows, md_rows,
             csv_header=header + [f"{n} mean" for n in names] + [f"{n} std" for n in names],

@@ -1,4 +1,5 @@
-"""The metric names every part of the package reports, and RecBole's long-tail definition.
+"""The metric names every part of the package reports, RecBole's long-tail definition, and the
+one Markdown table writer.
 
 RecBole's metric keys are lower case (``hit@10``); ``LABELS`` gives the names tables print.
 """
@@ -23,3 +24,10 @@ def tail_items(tail, count_items):
         return [item for item, cnt in count_items.items() if cnt <= tail]
     ordered = sorted(count_items.items(), key=lambda kv: (kv[1], kv[0]))
     return [item for item, _ in ordered[: max(int(len(ordered) * tail), 1)]]
+
+
+def markdown_table(header, rows):
+    """A Markdown table: ``header`` (names) and ``rows`` (cells, printed with str)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
