@@ -14,6 +14,7 @@ not where the data path says.
 import difflib
 import glob
 import os
+import re
 import warnings
 
 import yaml
@@ -80,6 +81,87 @@ def model_yaml_files(model_class):
     return [os.path.join(PROPERTIES, "model", cls.__name__ + ".yaml") for cls in reversed(model_class.__mro__)]
 
 
+# ----- value checks: the type and range each YAML comment declares, e.g. "# (int >= 1) ..." -----
+_SPEC = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):.*?#\s*\((int|float|bool|str|list|dict)\b(.*?)\)(?:\s|$)")
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
+
+
+def _parse_constraint(text):
+    """'>= 1', '> 0', 'in [0, 1)', 'one of a, b' -> a predicate and its wording (None if empty)."""
+    text = text.strip()
+    if not text:
+        return None
+    m = re.fullmatch(r"(>=|>|<=|<)\s*(-?[0-9.e-]+)", text)
+    if m:
+        op, bound = m.group(1), float(m.group(2))
+        tests = {">=": lambda v: v >= bound, ">": lambda v: v > bound, "<=": lambda v: v <= bound, "<": lambda v: v < bound}
+        return tests[op], f"{op} {m.group(2)}"
+    m = re.fullmatch(r"in\s*([\[(])\s*(-?[0-9.e]+)\s*,\s*(-?[0-9.e]+)\s*([\])])", text)
+    if m:
+        lo, hi = float(m.group(2)), float(m.group(3))
+        closed_lo, closed_hi = m.group(1) == "[", m.group(4) == "]"
+        return (
+            lambda v: (v >= lo if closed_lo else v > lo) and (v <= hi if closed_hi else v < hi),
+            f"in {m.group(1)}{m.group(2)}, {m.group(3)}{m.group(4)}",
+        )
+    m = re.fullmatch(r"one of\s+(.+)", text)
+    if m:
+        allowed = [a.strip() for a in m.group(1).split(",")]
+        return (lambda v: v in allowed), f"one of {', '.join(allowed)}"
+    raise ValueError(f"unreadable constraint '{text}' in a YAML comment")
+
+
+def declared_specs():
+    """{key: (type, constraint or None)} from the comments of this package's YAML files."""
+    specs = {}
+    for path in sorted(glob.glob(os.path.join(PROPERTIES, "**", "*.yaml"), recursive=True)):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                m = _SPEC.match(line)
+                if not m:
+                    continue
+                key, kind, constraint = m.group(1), _TYPES[m.group(2)], _parse_constraint(m.group(3))
+                old = specs.get(key)
+                if old is None or (old[1] is None and constraint is not None):
+                    specs[key] = (kind, constraint)
+    return specs
+
+
+def _recbole_default_types():
+    """{key: type} of the scalar defaults in RecBole's own YAML files (keys our files do not type)."""
+    types = {}
+    for path in glob.glob(os.path.join(_RECBOLE_PROPERTIES, "**", "*.yaml"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        for key, value in (data if isinstance(data, dict) else {}).items():
+            if isinstance(value, bool):
+                kind = bool
+            elif isinstance(value, (int, float)):
+                kind = float if isinstance(value, float) or types.get(key) is float else int
+            elif isinstance(value, str):
+                kind = str
+            else:
+                continue
+            types[key] = kind
+    return types
+
+
+def check_value(key, value, kind, constraint=None):
+    """The message for a value of the wrong type or out of range, or None if it is fine."""
+    wanted = {int: "an integer", float: "a number", bool: "True or False", str: "a string", list: "a list", dict: "a mapping"}
+    if kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        return f"config key '{key}' must be {wanted[kind]}; got {value!r}"
+    if constraint is not None and not constraint[0](value):
+        return f"config key '{key}' must be {constraint[1]}; got {value!r}"
+    return None
+
+
 def dataset_names():
     """Datasets with a YAML in properties/dataset."""
     return sorted(
@@ -132,6 +214,7 @@ class Config(RecBoleConfig):
         self._cmd_args = list(cmd_args)
         super().__init__(model, dataset, config_file_list, config_dict)
         self._check_keys()
+        self._check_values()
         self._check_dataset_files()
 
     # ----- input -----
@@ -217,6 +300,25 @@ class Config(RecBoleConfig):
                 f"unknown config key {'; '.join(hints)}. Every key is defined in a YAML under "
                 f"{PROPERTIES} or RecBole's properties; check the spelling."
             )
+
+    def _check_values(self):
+        """Every value the user set has the type (and range) its YAML declares, or the type of
+        RecBole's default for RecBole's own keys; and the width splits into the heads."""
+        specs, recbole_types = declared_specs(), None
+        for key, value in self.external_config_dict.items():
+            if value is None:
+                continue  # YAML's ~: RecBole's "unset"
+            if key in specs:
+                kind, constraint = specs[key]
+            else:
+                recbole_types = recbole_types or _recbole_default_types()
+                kind, constraint = recbole_types.get(key), None
+            problem = check_value(key, value, kind, constraint) if kind else None
+            if problem:
+                raise UsageError(problem + ".")
+        hidden, heads = self.final_config_dict.get("hidden_size"), self.final_config_dict.get("n_heads")
+        if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
+            raise UsageError(f"hidden_size ({hidden}) must be divisible by n_heads ({heads}).")
 
     def _check_dataset_files(self):
         data_path = self.final_config_dict["data_path"]

@@ -161,3 +161,49 @@ def test_resume_usage_errors(capsys, workdir):
     (workdir / "junk.state.pth").write_text("not a state")
     err = main_error(capsys, "--model=SASRec", "--resume=junk.state.pth", "--epochs=1", "--show_progress=False")
     assert "cannot read the training state junk.state.pth" in err
+
+
+# ----- the table of bad inputs: input -> exit code 2 and the words the one-line message holds -----
+BAD_INPUTS = [
+    (["--epochs=abc"], ["'epochs'", "integer", "'abc'"]),
+    (["--model=DiffuRecSys", "--diffusion_steps=0"], ["'diffusion_steps'", ">= 1", "0"]),
+    (["--model=DiffuRecSys", "--lambda_uncertainty=-1"], ["'lambda_uncertainty'", ">= 0", "-1"]),
+    (["--model=DiffuRec", "--hidden_size=10", "--n_heads=4"], ["hidden_size (10)", "divisible by n_heads (4)"]),
+    (["--model=SASRec", "--learning_rate=fast"], ["'learning_rate'", "a number", "'fast'"]),
+    (["--model=DiffuRec", "--noise_schedule=cosin"], ["'noise_schedule'", "one of trunc_lin", "cosine"]),
+    (["--model=SASRec", "--train_batch_size=2.5"], ["'train_batch_size'", "integer", "2.5"]),
+    (["--model=DiffuRecSys", "--dropout_prob=1.0"], ["'dropout_prob'", "in [0, 1)"]),
+    (["--model=DiffuRecSys", "--emb_dropout=-0.1"], ["'emb_dropout'", "in [0, 1)"]),
+    (["--model=DiffuRecSys", "--sampling_steps=-2"], ["'sampling_steps'", ">= 0"]),
+    (["--model=DiffuRecSys", "--n_ensemble=0"], ["'n_ensemble'", ">= 1"]),
+    (["--model=DiffuRecSys", "--target_scale=0"], ["'target_scale'", "> 0"]),
+    (["--model=DiffuRec", "--condition_norm=batchnorm"], ["'condition_norm'", "layernorm"]),
+    (["--model=DiffuRecSys", "--condition_token=True"], ["condition_token", "cross-attention"]),
+    (["--model=DiffuRecSys", "--trim_padding=maybe"], ["'trim_padding'", "True or False"]),
+    (["--model=SASRec", "--MAX_ITEM_LIST_LENGTH=0"], ["'MAX_ITEM_LIST_LENGTH'", ">= 1"]),
+    (["--model=SASRec", "--lr_gamma=0"], ["'lr_gamma'", "> 0"]),
+    (["--model=SASRec", "--weight_decay=-1e-4"], ["'weight_decay'", ">= 0"]),
+    (["--model=SASRec", "--stopping_step=x"], ["'stopping_step'", "integer"]),
+    (["--model=SASRec", "--tail_ratio=-1"], ["'tail_ratio'", "> 0"]),
+    (["--model=SASRec", "--eval_batch_size=0"], ["'eval_batch_size'", ">= 1"]),
+    (["--model=SASRec", "--topk=10"], ["'topk'", "a list"]),
+    (["--model=SASRec", "--show_progress=yes"], ["'show_progress'", "True or False"]),
+    (["--model=SASRec", "--seed=abc"], ["'seed'", "integer"]),
+    (["--model=NoSuchModel"], ["unknown model 'NoSuchModel'"]),
+    (["--model=SASRec", "--dataset=ml-1mm"], ["unknown dataset 'ml-1mm'"]),
+    (["--model=SASRec", "--hiden_size=8"], ["hiden_size", "hidden_size"]),
+    (["--model=SASRec", "--epochs", "3"], ["--key=value"]),
+    (["--config_files=nope.yaml"], ["nope.yaml", "does not exist"]),
+    (["--model=SASRec", "--resume=nope.state.pth"], ["nope.state.pth", "does not exist"]),
+    (["--models=SASRec", "--seeds=1,x"], ["--seeds", "integers"]),
+    (["--models=SASRec", "--seed=3"], ["--seeds"]),
+    (["--case_study=nope.pth"], ["nope.pth", "does not exist"]),
+    (["--tables=nowhere"], ["no finished run", "nowhere"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_table(argv, words, capsys, workdir):
+    err = main_error(capsys, *argv)
+    for word in words:
+        assert word in err, (word, err)
