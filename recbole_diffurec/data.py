@@ -72,3 +72,95 @@ def get_dataloader(config, phase, recbole_get_dataloader):
             raise ValueError("train_length_grouping does not support distributed training; set it to 0")
         return LengthGroupedTrainDataLoader
     return cls
+
+
+# ----- checks of the atomic file before RecBole reads it -----
+FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
+
+
+def _interval_keeps(interval, count):
+    """Whether RecBole's interval string (e.g. '[5,inf)') keeps a count."""
+    import re
+
+    m = re.fullmatch(r"\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])\s*", str(interval))
+    if not m:
+        return True
+    lo, hi = float(m.group(2)), float(m.group(3))
+    return (count >= lo if m.group(1) == "[" else count > lo) and (count <= hi if m.group(4) == "]" else count < hi)
+
+
+def check_inter_file(config):
+    """Before RecBole reads ``<data_path>/<dataset>.inter``: a header of ``name:type`` columns, the
+    columns ``load_col`` loads, at least one row, rows with as many fields as the header and
+    numbers in float columns; and that the user/item filters leave someone. Each problem is one
+    ``UsageError`` naming the file, the line and the fix. Returns (users, items, rows) of the file."""
+    import os
+    from collections import Counter
+
+    from recbole_diffurec.errors import UsageError
+
+    path = os.path.join(config["data_path"], f"{config['dataset']}.inter")
+    if not os.path.isfile(path):
+        return None  # Config has said where the file should be
+    sep = config["field_separator"] or "\t"
+    try:
+        with open(path, encoding=config["encoding"] or "utf-8") as f:
+            header = f.readline().rstrip("\r\n").split(sep)
+            names, types = [], []
+            for column in header:
+                name, _, kind = column.partition(":")
+                if kind not in FIELD_TYPES:
+                    raise UsageError(
+                        f"{path}: the first line must be a header of name:type columns ({', '.join(FIELD_TYPES)}), "
+                        f"separated by {sep!r}, e.g. user_id:token{sep}item_id:token{sep}timestamp:float; got {column!r}."
+                    )
+                names.append(name)
+                types.append(kind)
+            load = config["load_col"]
+            wanted = (load or {}).get("inter", []) if isinstance(load, dict) else []
+            missing = [c for c in wanted if c not in names]
+            if missing:
+                raise UsageError(
+                    f"{path} has no column {', '.join(repr(c) for c in missing)}, which load_col loads (columns: "
+                    f"{', '.join(names)}). Add the column, or set load_col: {{inter: [...]}} to the columns you have."
+                )
+            uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+            floats = [i for i, k in enumerate(types) if k == "float" and names[i] in wanted]
+            users, items, rows = Counter(), Counter(), 0
+            ui = names.index(uid) if uid in names else None
+            ii = names.index(iid) if iid in names else None
+            for number, line in enumerate(f, start=2):
+                line = line.rstrip("\r\n")
+                if not line:
+                    continue
+                fields = line.split(sep)
+                if len(fields) != len(names):
+                    raise UsageError(
+                        f"{path}, line {number}: {len(fields)} field(s) where the header has {len(names)} "
+                        f"(separator {sep!r}). Fix or remove the line."
+                    )
+                for i in floats:
+                    try:
+                        float(fields[i])
+                    except ValueError:
+                        raise UsageError(
+                            f"{path}, line {number}: column '{names[i]}' is float but holds {fields[i]!r}."
+                        ) from None
+                rows += 1
+                if ui is not None and ii is not None:
+                    users[fields[ui]] += 1
+                    items[fields[ii]] += 1
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not text in {config['encoding'] or 'utf-8'} ({e.reason} at byte {e.start}).") from None
+    if not rows:
+        raise UsageError(f"{path} holds a header but no interactions.")
+    user_interval, item_interval = config["user_inter_num_interval"], config["item_inter_num_interval"]
+    kept_users = sum(1 for c in users.values() if _interval_keeps(user_interval, c))
+    kept_items = sum(1 for c in items.values() if _interval_keeps(item_interval, c))
+    if users and (not kept_users or not kept_items):
+        raise UsageError(
+            f"{path}: filtering leaves no interactions: user_inter_num_interval {user_interval} keeps {kept_users} of "
+            f"{len(users)} users and item_inter_num_interval {item_interval} keeps {kept_items} of {len(items)} items. "
+            "Loosen those settings (e.g. --user_inter_num_interval=\"[1,inf)\") or use more data."
+        )
+    return len(users), len(items), rows

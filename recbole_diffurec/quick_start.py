@@ -10,6 +10,8 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_diffurec.config import Config
+from recbole_diffurec.data import check_inter_file
+from recbole_diffurec.errors import UsageError
 from recbole_diffurec.utils import get_model
 
 
@@ -36,7 +38,19 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), sa
     logger.info(" ".join(sys.argv))
     logger.info(config)
 
-    dataset_obj = create_dataset(config)
+    counts = check_inter_file(config)
+    try:
+        dataset_obj = create_dataset(config)
+    except ValueError as e:
+        if "Some feat is empty" not in str(e):
+            raise
+        users, items, rows = counts or ("?", "?", "?")
+        raise UsageError(
+            f"dataset {config['dataset']}: no interactions survive RecBole's filtering of its {rows} rows "
+            f"({users} users, {items} items; user_inter_num_interval {config['user_inter_num_interval']}, "
+            f"item_inter_num_interval {config['item_inter_num_interval']}, applied together until stable). "
+            "Loosen the intervals or use more data."
+        ) from None
     logger.info(dataset_obj)
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
 

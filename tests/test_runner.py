@@ -207,3 +207,37 @@ def test_bad_input_table(argv, words, capsys, workdir):
     err = main_error(capsys, *argv)
     for word in words:
         assert word in err, (word, err)
+
+
+# ----- bad data files: one line each, exit 2, nothing half-written -----
+HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
+BAD_FILES = [
+    ("header_only", HEADER, ["holds a header but no interactions"]),
+    ("no_timestamp", "user_id:token\titem_id:token\n1\t2\n", ["no column 'timestamp'", "load_col"]),
+    ("random_text", "the quick brown fox\njumps over\n", ["header of name:type columns", "'the quick brown fox'"]),
+    ("untyped_header", "user_id\titem_id\ttimestamp\n1\t2\t3\n", ["header of name:type columns", "'user_id'"]),
+    ("short_row", HEADER + "1\t2\t3\n1\t3\n", ["line 3", "2 field(s)", "header has 3"]),
+    ("text_in_float", HEADER + "1\t2\t3\n1\t3\tyesterday\n", ["line 3", "'timestamp' is float", "'yesterday'"]),
+    ("too_small", HEADER + "".join(f"{u}\t{i}\t{i}\n" for u in (1, 2) for i in (1, 2)),
+     ["filtering leaves no interactions", "keeps 0 of 2 users", "user_inter_num_interval"]),
+]
+
+
+@pytest.mark.parametrize("name, text, words", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_data_file(name, text, words, capsys, workdir):
+    os.makedirs(workdir / "data" / name)
+    (workdir / "data" / name / f"{name}.inter").write_text(text)
+    err = main_error(capsys, "--model=SASRec", f"--dataset={name}", f"--data_path={workdir / 'data'}", "--epochs=1")
+    for word in words:
+        assert word in err, (word, err)
+    assert not os.path.isdir(workdir / "saved")  # nothing written
+
+
+def test_filters_that_empty_the_data_after_rounds_are_named(capsys, workdir):
+    """Each filter alone keeps someone, but RecBole's alternating filtering empties the data."""
+    rows = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 4), (2, 5), (3, 2), (3, 4), (3, 6)]
+    os.makedirs(workdir / "data" / "rounds")
+    (workdir / "data" / "rounds" / "rounds.inter").write_text(HEADER + "".join(f"{u}\t{i}\t{n}\n" for n, (u, i) in enumerate(rows)))
+    err = main_error(capsys, "--model=SASRec", "--dataset=rounds", f"--data_path={workdir / 'data'}",
+                     "--user_inter_num_interval=[3,inf)", "--item_inter_num_interval=[2,inf)")
+    assert "no interactions survive RecBole's filtering" in err and "9 rows" in err
