@@ -7,7 +7,7 @@ training seconds, checkpoint) or ``failed`` (the error). The label is the model'
 e.g. the papers' settings, in the same tables). A rerun skips finished runs (``force`` reruns
 them). A run interrupted mid-training continues from its last finished epoch: the training
 state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a rerun resumes it
-(``force`` starts afresh). ``build_tables`` rebuilds every table from those records, without retraining:
+(``force`` starts afresh). Each run logs to ``OUT/logs/<key>.log``. ``build_tables`` rebuilds every table from those records, without retraining:
 
 - ``table3_metrics``: every metric as mean ± std over seeds, per dataset and model (paper Table 3);
 - ``table4_ttest``: paired t-test over the seeds both have, each model against a baseline, with the
@@ -107,6 +107,7 @@ def run_grid(
                 cmd_args=cmd_args,
                 state_file=state_file,
                 resume=resume,
+                log_file=os.path.join(out, "logs", key + ".log"),
             )
             record.update(
                 status="ok",
@@ -115,6 +116,7 @@ def run_grid(
                 train_seconds=result["train_seconds"],
                 test_seconds=result["test_seconds"],
                 checkpoint=result["checkpoint"],
+                log_file=os.path.join(out, "logs", key + ".log"),
                 epochs_trained=result["epochs_trained"],
             )
         except Exception as e:  # a failed run is recorded and the grid goes on

@@ -1,5 +1,7 @@
 """Train and evaluate one model on one dataset, as RecBole's ``run_recbole`` does, through our
 Config (plugin models, our YAML defaults, strict keys) and our trainer lookup."""
+import contextlib
+import logging
 import os
 import sys
 import time
@@ -21,7 +23,7 @@ def state_file_for(checkpoint):
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), saved=True, state_file=None,
-        resume=False):
+        resume=False, log_file=None):
     """Train ``model`` on ``dataset``, select on validation, evaluate once on test.
 
     With ``saved``, the training state is written after every epoch to ``state_file`` (default:
@@ -29,16 +31,52 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), sa
     ``state_file``, training continues from it. Returns a dict with the best validation score and
     results, the test results, the checkpoint path (None when ``saved`` is False), the training
     state's path, the number of trained epochs and the wall seconds spent training (over every
-    process that trained the run) and testing.
+    process that trained the run) and testing. ``log_file``: this run's log also goes there.
     """
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    counts = check_inter_file(config)  # before any file is written
     init_seed(config["seed"], config["reproducibility"])
+    with run_logging(config, log_file):
+        return _run(config, counts, saved, state_file, resume)
+
+
+_RECBOLE_HANDLERS = []  # the handlers RecBole's init_logger added for the previous run
+
+
+@contextlib.contextmanager
+def run_logging(config, log_file=None):
+    """RecBole's logging for one run, and, with ``log_file``, a file of this run's own.
+
+    RecBole's ``init_logger`` uses ``logging.basicConfig``, which does nothing once the root logger
+    has handlers: in a process that runs several models only the first got a log file. The
+    handlers it added for the previous run are removed first, and ``log_file`` gets its own
+    handler, removed when the run ends."""
+    root = logging.getLogger()
+    for handler in _RECBOLE_HANDLERS:
+        root.removeHandler(handler)
+        handler.close()
+    before = list(root.handlers)
     init_logger(config)
+    _RECBOLE_HANDLERS[:] = [h for h in root.handlers if h not in before]
+    own = None
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        own = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        own.setFormatter(logging.Formatter("%(asctime)-15s %(levelname)s  %(message)s", "%a %d %b %Y %H:%M:%S"))
+        own.setLevel(logging.INFO)
+        root.addHandler(own)
+    try:
+        yield
+    finally:
+        if own is not None:
+            root.removeHandler(own)
+            own.close()
+
+
+def _run(config, counts, saved, state_file, resume):
     logger = getLogger()
     logger.info(" ".join(sys.argv))
     logger.info(config)
-
-    counts = check_inter_file(config)
     try:
         dataset_obj = create_dataset(config)
     except ValueError as e:

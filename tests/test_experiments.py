@@ -39,6 +39,9 @@ def test_compare_writes_records_and_tables(tiny_data, workdir, capsys):
             assert os.path.isfile(os.path.join(out, "tables", f"{name}.{ext}")), name
     printed = capsys.readouterr().out
     assert "[1/4] ml-100k__SASRec__seed1: running" in printed and "4 of 4 runs finished" in printed
+    # every run of the process has its own log file, named after its record (TINY logs warnings only)
+    for key, record in recs.items():
+        assert record["log_file"] == os.path.join(out, "logs", key + ".log") and os.path.isfile(record["log_file"])
 
     # Table 4 against scipy on the stored numbers
     with open(os.path.join(out, "tables", "table4_ttest.csv")) as f:
@@ -177,6 +180,18 @@ def test_run_killed_mid_training_resumes_to_the_same_metrics(tiny_data, workdir,
     assert resumed[key]["epochs_trained"] == whole[key]["epochs_trained"] == 6
     assert resumed[key]["best_valid_result"] == whole[key]["best_valid_result"]
     assert resumed[key]["test_result"] == whole[key]["test_result"]
+
+
+def test_each_run_of_a_process_logs_to_its_own_file(tiny_data, workdir):
+    out = str(workdir / "logs")
+    args = ["--models=SASRec", "--datasets=ml-100k", "--seeds=1,2", f"--out={out}", f"--data_path={tiny_data}"]
+    args += [a for a in TINY if not a.startswith("--state=")]  # INFO: the full log
+    subprocess.run([sys.executable, os.path.join(ROOT, "run_recbole_diffurec.py")] + args, cwd=workdir,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300, check=True)
+    for seed in (1, 2):
+        text = open(os.path.join(out, "logs", f"ml-100k__SASRec__seed{seed}.log")).read()
+        assert f"seed = {seed}" in text and "test result" in text
+        assert f"seed = {3 - seed}" not in text
 
 
 def test_force_reruns(tiny_data, workdir, capsys):
