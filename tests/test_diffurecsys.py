@@ -87,6 +87,18 @@ def test_every_block_receives_gradient():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
 
+def spy_q_sample(model):
+    """Record the arguments of the model's q_sample calls: returns the dict they land in."""
+    seen, original = {}, model.diffusion.q_sample
+
+    def spy(x_start, t, noise):
+        seen.update(x_start=x_start, t=t, noise=noise)
+        return original(x_start, t, noise)
+
+    model.diffusion.q_sample = spy
+    return seen
+
+
 def _loss_with_seed(model, interaction, seed):
     torch.manual_seed(seed)
     return model.calculate_loss(interaction)
@@ -99,14 +111,8 @@ def test_offset_zero_is_the_standard_noise_path(tiny_data, workdir):
     batch = next(iter(train))
     loss0 = _loss_with_seed(model, batch, 3)
     # the same draws with the noise made by hand from plain N(0, I)
-    captured = {}
     original = model.diffusion.q_sample
-
-    def spy(x_start, t, noise):
-        captured["noise"] = noise
-        return original(x_start, t, noise)
-
-    model.diffusion.q_sample = spy
+    captured = spy_q_sample(model)
     assert torch.equal(_loss_with_seed(model, batch, 3), loss0)
     torch.manual_seed(3)
     t = model.diffusion.sample_timesteps(len(batch))
@@ -289,7 +295,7 @@ def test_condition_token_is_diffurec_only(tiny_data, workdir):
 
     with pytest.raises(UsageError, match="condition_token is DiffuRec's variant"):
         build(tiny_data, "DiffuRecSys", "--condition_token=True")
-    with pytest.raises(UsageError, match="condition_norm must be one of none, layernorm, linear"):
+    with pytest.raises(UsageError, match="condition_norm' must be one of none, layernorm, linear"):
         build(tiny_data, "DiffuRec", "--condition_norm=batchnorm")
 
 
@@ -300,14 +306,7 @@ def test_target_scale_sets_the_diffused_scale_and_returns_x0(scale, tiny_data, w
     _, model, train, test = build(tiny_data, "DiffuRec", f"--target_scale={scale}")
     model.eval()
     batch = next(iter(train))
-    seen = {}
-    original = model.diffusion.q_sample
-
-    def spy(x_start, t, noise):
-        seen["x_start"] = x_start
-        return original(x_start, t, noise)
-
-    model.diffusion.q_sample = spy
+    seen = spy_q_sample(model)
     model.calculate_loss(batch)
     expected = model.item_embedding(batch[model.POS_ITEM_ID]) * scale
     assert torch.allclose(seen["x_start"], expected)
