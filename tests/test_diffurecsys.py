@@ -116,12 +116,12 @@ def test_offset_zero_is_the_standard_noise_path(tiny_data, workdir):
     assert torch.equal(_loss_with_seed(model, batch, 3), loss0)
     torch.manual_seed(3)
     t = model.diffusion.sample_timesteps(len(batch))
+    assert torch.equal(captured["t"], t)  # the timesteps come first from the seeded generator
     assert torch.equal(captured["noise"], torch.randn(len(batch), model.hidden_size))
     # a positive strength changes the loss under the same seed
     model.offset_noise_strength = 0.5
     model.diffusion.q_sample = original
     assert not torch.equal(_loss_with_seed(model, batch, 3), loss0)
-    assert t.shape == (len(batch),)
 
 
 def test_offset_noise_is_training_only(tiny_data, workdir):
