@@ -123,8 +123,6 @@ def main(argv=None):
         if args.case_study:
             from recbole_diffurec.case_study import case_study
 
-            if not os.path.isfile(args.case_study):
-                raise UsageError(f"checkpoint '{args.case_study}' does not exist.")
             out = args.out or CASE_OUT
             case_study(args.case_study, out, args.ensemble)
             with open(os.path.join(out, "case_study.md")) as f:

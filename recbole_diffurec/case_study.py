@@ -133,6 +133,9 @@ def case_study(checkpoint, out, n_ensemble=4, log=print):
     """Run the case study of ``checkpoint`` and write its files to ``out``; returns the rows."""
     from recbole.quick_start import load_data_and_model
 
+    from recbole_diffurec.checkpoints import read_checkpoint
+
+    read_checkpoint(checkpoint)  # a clear error for a file that is not one
     config, model, dataset, train_data, _, test_data = load_data_and_model(checkpoint)
     os.makedirs(out, exist_ok=True)
     user_field = config["USER_ID_FIELD"]

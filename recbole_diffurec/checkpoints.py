@@ -4,6 +4,32 @@ data split it was evaluated on. Keys an older checkpoint lacks are filled when i
 unpickled (``Config.__setstate__``)."""
 
 
+def read_checkpoint(path):
+    """The dict a run saved at ``path`` (config, state_dict, ...), or a UsageError saying what the
+    file is instead."""
+    import os
+
+    import torch
+
+    from recbole_diffurec.errors import UsageError
+
+    if not os.path.isfile(path):
+        raise UsageError(f"checkpoint '{path}' does not exist.")
+    try:
+        checkpoint = torch.load(path, weights_only=False, map_location="cpu")  # a pickled Config inside
+    except Exception as e:  # noqa: BLE001 - whatever the file is, the answer is the same
+        raise UsageError(
+            f"'{path}' is not a checkpoint saved by a run ({type(e).__name__}: {e}); use a .pth from saved/ "
+            "or OUT/checkpoints/ (not a .state.pth)."
+        ) from None
+    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
+        raise UsageError(
+            f"'{path}' is not a checkpoint saved by a run (it lacks 'config' and 'state_dict'); use a .pth from "
+            "saved/ or OUT/checkpoints/ (a training state .state.pth is for --resume)."
+        )
+    return checkpoint
+
+
 def load_for_inference(path, device=None):
     """(config, model in eval mode, train_data, valid_data, test_data) of the checkpoint ``path``."""
     import torch
@@ -12,8 +38,7 @@ def load_for_inference(path, device=None):
 
     from recbole_diffurec.utils import get_model
 
-    # RecBole's checkpoint: a pickled Config (ours fills the keys an older checkpoint lacks)
-    checkpoint = torch.load(path, weights_only=False, map_location="cpu")
+    checkpoint = read_checkpoint(path)  # its Config fills the keys an older checkpoint lacks
     config = checkpoint["config"]
     if device is not None:
         config.final_config_dict["device"] = torch.device(device)

@@ -199,11 +199,17 @@ BAD_INPUTS = [
     (["--models=SASRec", "--seed=3"], ["--seeds"]),
     (["--case_study=nope.pth"], ["nope.pth", "does not exist"]),
     (["--tables=nowhere"], ["no finished run", "nowhere"]),
+    (["--case_study=junk.pth"], ["'junk.pth' is not a checkpoint saved by a run"]),
+    (["--case_study=dict.pth"], ["'dict.pth' is not a checkpoint", "lacks 'config'"]),
 ]
 
 
 @pytest.mark.parametrize("argv, words", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
 def test_bad_input_table(argv, words, capsys, workdir):
+    import torch
+
+    (workdir / "junk.pth").write_text("not a checkpoint")
+    torch.save({"a": 1}, workdir / "dict.pth")
     err = main_error(capsys, *argv)
     for word in words:
         assert word in err, (word, err)
