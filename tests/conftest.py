@@ -30,6 +30,18 @@ def tiny_args(tiny_data, *extra):
     return [f"--data_path={tiny_data}"] + [a for a in TINY if a.split("=")[0] not in keys] + list(extra)
 
 
+def build_model(tiny_data, model, *extra):
+    """(config, model, train, valid, test) of ``model`` on the tiny slice, with TINY plus ``extra``."""
+    from recbole.data import create_dataset, data_preparation
+
+    from recbole_diffurec.config import Config
+    from recbole_diffurec.utils import get_model
+
+    config = Config(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra))
+    train, valid, test = data_preparation(config, create_dataset(config))
+    return config, get_model(model)(config, train._dataset), train, valid, test
+
+
 def bundled_ml100k():
     import recbole
 

@@ -8,23 +8,18 @@ import yaml
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
-from conftest import ROOT, tiny_args
+from conftest import ROOT, build_model, tiny_args
 from recbole_diffurec.config import Config
 from recbole_diffurec.errors import UsageError
 from recbole_diffurec.model import DiffuRec
 from recbole_diffurec.quick_start import run
-from recbole_diffurec.utils import get_model
+from recbole_diffurec.metrics import ACCURACY as METRICS
 
 DIFFUREC = ("--diffusion_steps=4", "--n_heads=2")
-METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
 
 
 def build(tiny_data, *extra):
-    config = Config("DiffuRec", "ml-100k", cmd_args=tiny_args(tiny_data, *DIFFUREC, *extra))
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    model = get_model("DiffuRec")(config, train._dataset)
-    return config, model, train, valid, test
+    return build_model(tiny_data, "DiffuRec", *DIFFUREC, *extra)
 
 
 PAPER = os.path.join(ROOT, "properties", "paper.yaml")

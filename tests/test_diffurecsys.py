@@ -1,26 +1,22 @@
 """DiffuRecSys: cross-attention approximator, offset noise, ablation rows, ensemble inference."""
 import pytest
 import torch
-from recbole.data import create_dataset, data_preparation
 
-from conftest import tiny_args
+from conftest import build_model, tiny_args
 from recbole_diffurec.config import Config
 from recbole_diffurec.layers import DiffuRecApproximator, DiffuRecSysApproximator
 from recbole_diffurec.model import DiffuRec, DiffuRecSys, DiffuRecSysV1
 from recbole_diffurec.quick_start import run
-from recbole_diffurec.utils import get_model
+from recbole_diffurec.metrics import ACCURACY as METRICS
 
 SMALL = ("--diffusion_steps=4", "--n_heads=2")
-METRICS = [f"{m}@{k}" for m in ("hit", "ndcg") for k in (5, 10, 20)]
 B, L, H = 4, 6, 16
 LENGTHS = torch.tensor([6, 2, 1, 4])
 
 
 def build(tiny_data, model="DiffuRecSys", *extra):
-    config = Config(model, "ml-100k", cmd_args=tiny_args(tiny_data, *SMALL, *extra))
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    return config, get_model(model)(config, train._dataset), train, test
+    config, net, train, _, test = build_model(tiny_data, model, *SMALL, *extra)
+    return config, net, train, test
 
 
 def history(length=L, seed=0):

@@ -1,22 +1,15 @@
 """Our Trainer: StepLR schedule, resume, NaN error; RecBole's tools on a checkpoint we saved."""
 import pytest
 import torch
-from recbole.data import create_dataset, data_preparation
 from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
-from conftest import TINY, tiny_args
-from recbole_diffurec.config import Config
+from conftest import TINY, build_model, tiny_args
 from recbole_diffurec.trainer import NaNLossError, Trainer
-from recbole_diffurec.utils import get_model
 
 
 def build(tiny_data, model="SASRec", *extra):
-    config = Config(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra))
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    net = get_model(model)(config, train._dataset)
-    trainer = get_trainer(config["MODEL_TYPE"], model)(config, net)
-    return config, trainer, train, valid, test
+    config, net, train, valid, test = build_model(tiny_data, model, *extra)
+    return config, get_trainer(config["MODEL_TYPE"], model)(config, net), train, valid, test
 
 
 def test_step_lr_decays_each_step(tiny_data, workdir):
