@@ -79,14 +79,15 @@ FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 
 
 def _interval_keeps(interval, count):
-    """Whether RecBole's interval string (e.g. '[5,inf)') keeps a count."""
-    import re
+    """Whether RecBole's interval string (e.g. '[5,inf)', or several joined by ';') keeps a count,
+    by RecBole's own parsing and test (the filter this check predicts)."""
+    from logging import getLogger
+    from types import SimpleNamespace
 
-    m = re.fullmatch(r"\s*([\[(])\s*([^,]+?)\s*,\s*([^\])]+?)\s*([\])])\s*", str(interval))
-    if not m:
-        return True
-    lo, hi = float(m.group(2)), float(m.group(3))
-    return (count >= lo if m.group(1) == "[" else count > lo) and (count <= hi if m.group(4) == "]" else count < hi)
+    from recbole.data.dataset import Dataset
+
+    intervals = Dataset._parse_intervals_str(SimpleNamespace(logger=getLogger()), interval)
+    return intervals is None or Dataset._within_intervals(None, count, intervals)
 
 
 def check_inter_file(config):
