@@ -110,12 +110,10 @@ class Trainer(RecBoleTrainer):
 
     def save_training_state(self, epoch_idx):
         """Write everything needed to continue after ``epoch_idx`` to ``state_file``, atomically."""
-        stopped = self.cur_step > self.stopping_step or epoch_idx + 1 >= self.epochs
         state = {
             "format": STATE_FORMAT,
             "config": _comparable_config(self.config),
             "epoch": epoch_idx,
-            "stopped": stopped,
             "cur_step": self.cur_step,
             "best_valid_score": self.best_valid_score,
             "best_valid_result": self.best_valid_result,  # RecBole updates it before the callback
