@@ -12,6 +12,7 @@ argument that is not ``--key=value``, an unknown model or dataset, and a dataset
 not where the data path says.
 """
 import difflib
+import functools
 import glob
 import os
 import re
@@ -43,6 +44,7 @@ def _yaml_keys(path):
     return set(data) if isinstance(data, dict) else set()
 
 
+@functools.lru_cache(maxsize=None)  # the YAML files do not change within a process
 def known_keys():
     """Every key some YAML (RecBole's or ours) or RecBole's argument lists define."""
     keys = set(_RUNTIME_KEYS)
@@ -111,6 +113,7 @@ def _parse_constraint(text):
     raise ValueError(f"unreadable constraint '{text}' in a YAML comment")
 
 
+@functools.lru_cache(maxsize=None)  # the YAML files do not change within a process
 def declared_specs():
     """{key: (type, constraint or None)} from the comments of this package's YAML files."""
     specs = {}
@@ -127,6 +130,7 @@ def declared_specs():
     return specs
 
 
+@functools.lru_cache(maxsize=None)  # the YAML files do not change within a process
 def _recbole_default_types():
     """{key: type} of the scalar defaults in RecBole's own YAML files (keys our files do not type)."""
     types = {}
