@@ -94,6 +94,7 @@ def run_grid(
         left = len(grid) - i + 1
         eta = f", about {_fmt_seconds(statistics.mean(durations) * left)} left" if durations else ""
         state_file = os.path.join(out, "checkpoints", key + ".state.pth")
+        log_file = os.path.join(out, "logs", key + ".log")
         resume = not force and os.path.isfile(state_file)
         log(f"[{i}/{len(grid)}] {key}: {'resuming its training state' if resume else 'running'}{eta}")
         start = time.time()
@@ -107,7 +108,7 @@ def run_grid(
                 cmd_args=cmd_args,
                 state_file=state_file,
                 resume=resume,
-                log_file=os.path.join(out, "logs", key + ".log"),
+                log_file=log_file,
             )
             record.update(
                 status="ok",
@@ -116,7 +117,7 @@ def run_grid(
                 train_seconds=result["train_seconds"],
                 test_seconds=result["test_seconds"],
                 checkpoint=result["checkpoint"],
-                log_file=os.path.join(out, "logs", key + ".log"),
+                log_file=log_file,
                 epochs_trained=result["epochs_trained"],
             )
         except Exception as e:  # a failed run is recorded and the grid goes on
