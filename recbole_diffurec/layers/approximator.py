@@ -111,12 +111,7 @@ class DiffuRecSysApproximator(DiffuRecApproximator):
     repository runs (its earlier blocks are computed and discarded, so they are skipped here)."""
 
     def __init__(self, hidden_size, n_layers, n_heads, dropout, lambda_uncertainty, chain_blocks=True,
-                 condition_norm="none", condition_token=False):
-        if condition_token:
-            raise ValueError(
-                "condition_token is DiffuRec's variant: DiffuRecSys conditions through cross-attention; "
-                "set condition_token: False"
-            )
+                 condition_norm="none"):
         super().__init__(hidden_size, n_layers, n_heads, dropout, lambda_uncertainty, condition_norm)
         self.chain_blocks = chain_blocks
 

@@ -12,7 +12,6 @@ from torch import nn
 
 from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedule, offset_noise
 from recbole_diffurec.layers import DiffuRecApproximator
-from recbole_diffurec.layers.approximator import CONDITION_NORMS
 from recbole_diffurec.model.base import read_config
 from recbole_diffurec.errors import UsageError
 
@@ -111,13 +110,7 @@ class DiffuRec(SequentialRecommender):
         self.n_ensemble = p["n_ensemble"]
         self.inference_batch_size = p["inference_batch_size"]
         self.autocast_bf16 = p["autocast_bf16"]
-        self.target_scale = p["target_scale"]
-        if p["condition_norm"] not in CONDITION_NORMS:
-            raise UsageError(
-                f"condition_norm must be one of {', '.join(CONDITION_NORMS)}, not '{p['condition_norm']}'."
-            )
-        if not self.target_scale > 0:
-            raise UsageError(f"target_scale must be > 0, not {self.target_scale}.")
+        self.target_scale = p["target_scale"]  # (its range, like every key's, is checked by Config)
 
         # layers
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)
