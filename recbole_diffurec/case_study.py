@@ -139,7 +139,7 @@ def case_study(checkpoint, out, n_ensemble=4, log=print):
     config, model, dataset, train_data, _, test_data = load_data_and_model(checkpoint)
     os.makedirs(out, exist_ok=True)
     user_field = config["USER_ID_FIELD"]
-    if config["tail_ratio"] is None:  # checkpoints saved before the key existed
+    if config["tail_ratio"] is None:  # a config of RecBole's own (ours fills missing keys when unpickled)
         config.final_config_dict["tail_ratio"] = 0.8
     head = head_items(train_data.dataset, config["tail_ratio"])
     topk = max(config["topk"])

@@ -22,6 +22,7 @@ import yaml
 from recbole.config import Config as RecBoleConfig
 from recbole.utils import argument_list
 
+from recbole_diffurec.data import interval_keeps
 from recbole_diffurec.errors import UsageError
 from recbole_diffurec.utils import get_model
 
@@ -98,14 +99,10 @@ def _parse_constraint(text):
         op, bound = m.group(1), float(m.group(2))
         tests = {">=": lambda v: v >= bound, ">": lambda v: v > bound, "<=": lambda v: v <= bound, "<": lambda v: v < bound}
         return tests[op], f"{op} {m.group(2)}"
-    m = re.fullmatch(r"in\s*([\[(])\s*(-?[0-9.e]+)\s*,\s*(-?[0-9.e]+)\s*([\])])", text)
-    if m:
-        lo, hi = float(m.group(2)), float(m.group(3))
-        closed_lo, closed_hi = m.group(1) == "[", m.group(4) == "]"
-        return (
-            lambda v: (v >= lo if closed_lo else v > lo) and (v <= hi if closed_hi else v < hi),
-            f"in {m.group(1)}{m.group(2)}, {m.group(3)}{m.group(4)}",
-        )
+    m = re.fullmatch(r"in\s+([\[(].*[\])])", text)
+    if m:  # RecBole's interval notation, read by RecBole's own parser
+        interval = m.group(1)
+        return (lambda v: interval_keeps(interval, v)), f"in {interval}"
     m = re.fullmatch(r"one of\s+(.+)", text)
     if m:
         allowed = [a.strip() for a in m.group(1).split(",")]

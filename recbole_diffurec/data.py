@@ -78,7 +78,7 @@ def get_dataloader(config, phase, recbole_get_dataloader):
 FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 
 
-def _interval_keeps(interval, count):
+def interval_keeps(interval, count):
     """Whether RecBole's interval string (e.g. '[5,inf)', or several joined by ';') keeps a count,
     by RecBole's own parsing and test (the filter this check predicts)."""
     from logging import getLogger
@@ -156,8 +156,8 @@ def check_inter_file(config):
     if not rows:
         raise UsageError(f"{path} holds a header but no interactions.")
     user_interval, item_interval = config["user_inter_num_interval"], config["item_inter_num_interval"]
-    kept_users = sum(1 for c in users.values() if _interval_keeps(user_interval, c))
-    kept_items = sum(1 for c in items.values() if _interval_keeps(item_interval, c))
+    kept_users = sum(1 for c in users.values() if interval_keeps(user_interval, c))
+    kept_items = sum(1 for c in items.values() if interval_keeps(item_interval, c))
     if users and (not kept_users or not kept_items):
         raise UsageError(
             f"{path}: filtering leaves no interactions: user_inter_num_interval {user_interval} keeps {kept_users} of "
