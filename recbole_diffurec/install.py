@@ -193,12 +193,8 @@ def _quick_start_config():
     _replace(quick_start, "Config", Config)
 
 
-_installed = False
-
-
 def install():
     """Apply every change above; safe to call again."""
-    global _installed
     _numpy_aliases()
     _torch_load()
     _warnings()
@@ -207,4 +203,3 @@ def install():
     _lookups()
     _dataloader()
     _quick_start_config()
-    _installed = True
