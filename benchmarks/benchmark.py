@@ -133,12 +133,12 @@ def bench_model(name, args, extra):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from recbole_diffurec.config import Config
+    from recbole_diffurec.config import Config, own_args, route_cmd_args
     from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
     from recbole_diffurec.utils import get_model
 
-    cmd = [
+    size = [  # the size and budget keys of this model (GRU4Rec has no blocks, DiffuRec no inner_size)
         f"--hidden_size={args.hidden_size}",
         f"--inner_size={4 * args.hidden_size}",
         f"--embedding_size={args.hidden_size}",
@@ -151,7 +151,9 @@ def bench_model(name, args, extra):
         f"--use_gpu={args.device != 'cpu'}",
         "--show_progress=False",
         "--state=ERROR",
-    ] + extra
+    ]
+    # --key=value arguments go to the models of the run that define the key
+    cmd = own_args(size, name) + route_cmd_args(extra, name, args.models.split(","))[0]
     config = Config(name, args.dataset, config_dict={"data_path": args.data_path} if args.data_path else None, cmd_args=cmd)
     init_seed(config["seed"], config["reproducibility"])
     dataset = create_dataset(config)
@@ -161,7 +163,7 @@ def bench_model(name, args, extra):
     # measured model starts afresh from the same seed
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(name)(config, train._dataset).to(config["device"])
-    get_trainer(config["MODEL_TYPE"], name)(config, model)._train_epoch(LimitedLoader(train, 2), 0)
+    get_trainer(config["MODEL_TYPE"], name)(config, model).train_epoch(LimitedLoader(train, 2), 0)
     del model
     release_free_memory()
     if cuda:
@@ -179,7 +181,7 @@ def bench_model(name, args, extra):
         epoch_seconds, losses = [], []
         for epoch in range(args.epochs):
             start = time.perf_counter()
-            losses.append(float(trainer._train_epoch(loader, epoch)))
+            losses.append(float(trainer.train_epoch(loader, epoch)))
             if cuda:
                 torch.cuda.synchronize()
             epoch_seconds.append(time.perf_counter() - start)

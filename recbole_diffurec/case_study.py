@@ -12,15 +12,22 @@ top-K lists over all test users: ItemCoverage, AveragePopularity, GiniIndex and 
 at 10 and 20, computed by RecBole's own metric classes. Written to OUT: ``case_study.md``, ``case_study.csv``,
 ``case_study.json`` and ``tsne.png``.
 """
+from __future__ import annotations
+
 import contextlib
 import csv
 import math
 import os
 
+from typing import TYPE_CHECKING, Any, Callable
+
 import numpy as np
 import torch
 
 from recbole_diffurec.metrics import ACCURACY, KS, LABELS, markdown_table, tail_items
+
+if TYPE_CHECKING:
+    from recbole.data.dataset import Dataset
 
 
 def user_ranks(model, test_data, device, n_ensemble=None, topk=None):
@@ -67,7 +74,7 @@ def metrics_from_ranks(ranks):
     return out
 
 
-def head_items(train_dataset, tail_ratio=0.8):
+def head_items(train_dataset: Dataset, tail_ratio: float = 0.8) -> np.ndarray:
     """Boolean mask over item ids: True for head items, i.e. every item outside RecBole's
     ``TailPercentage`` tail (with ``tail_ratio`` <= 1, that share of the training items, least
     frequent first). The padding id is neither."""
@@ -96,7 +103,7 @@ def beyond_accuracy(config, train_dataset, top):
     return {k: float(v) for k, v in result.items()}
 
 
-def length_groups(history_lengths, n_groups=5):
+def length_groups(history_lengths: np.ndarray, n_groups: int = 5) -> tuple[np.ndarray, list[str]]:
     """Group index 0..n-1 per user by percentile of history length, and the groups' labels."""
     edges = np.quantile(history_lengths, np.linspace(0, 1, n_groups + 1)[1:-1])
     groups = np.searchsorted(edges, history_lengths, side="right")
@@ -129,7 +136,7 @@ def tsne_png(reps, groups, labels, path, max_points=2000, seed=0):
     plt.close(fig)
 
 
-def case_study(checkpoint, out, n_ensemble=4, log=print):
+def case_study(checkpoint: str, out: str, n_ensemble: int = 4, log: Callable[[str], None] = print) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """Run the case study of ``checkpoint`` and write its files to ``out``; returns the rows."""
     from recbole.quick_start import load_data_and_model
 

@@ -2,9 +2,15 @@
 ``benchmarks/pathway.py``): the config it was trained with, the model with its weights, and the
 data split it was evaluated on. Keys an older checkpoint lacks are filled when its config is
 unpickled (``Config.__setstate__``)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
-def read_checkpoint(path):
+def read_checkpoint(path: str) -> dict[str, Any]:
     """The dict a run saved at ``path`` (config, state_dict, ...), or a UsageError saying what the
     file is instead."""
     import os
@@ -30,7 +36,7 @@ def read_checkpoint(path):
     return checkpoint
 
 
-def load_for_inference(path, device=None):
+def load_for_inference(path: str, device: str | torch.device | None = None) -> tuple:
     """(config, model in eval mode, train_data, valid_data, test_data) of the checkpoint ``path``."""
     import torch
     from recbole.data import create_dataset, data_preparation

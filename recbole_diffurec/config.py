@@ -11,12 +11,15 @@ What RecBole accepts silently and we reject with a one-line ``UsageError``: a ke
 argument that is not ``--key=value``, an unknown model or dataset, and a dataset whose files are
 not where the data path says.
 """
+from __future__ import annotations
+
 import difflib
 import functools
 import glob
 import os
 import re
 import warnings
+from typing import Any, Iterable, NoReturn, Sequence
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -45,9 +48,18 @@ def _yaml_keys(path):
     return set(data) if isinstance(data, dict) else set()
 
 
+def _keys_of(paths):
+    keys = set()
+    for path in paths:
+        if os.path.isfile(path):
+            keys |= _yaml_keys(path)
+    return keys
+
+
 @functools.lru_cache(maxsize=None)  # the YAML files do not change within a process
-def known_keys():
-    """Every key some YAML (RecBole's or ours) or RecBole's argument lists define."""
+def common_keys() -> frozenset[str]:
+    """Keys every model accepts: RecBole's argument lists and its overall, dataset and quick-start
+    YAMLs, the keys RecBole sets at run time, and our overall and dataset YAMLs."""
     keys = set(_RUNTIME_KEYS)
     for lst in (
         argument_list.general_arguments,
@@ -56,11 +68,74 @@ def known_keys():
         argument_list.dataset_arguments,
     ):
         keys.update(lst)
+    paths = [os.path.join(_RECBOLE_PROPERTIES, "overall.yaml"), os.path.join(PROPERTIES, "overall.yaml")]
+    for pattern in ("dataset/*.yaml", "quick_start_config/*.yaml"):
+        paths += glob.glob(os.path.join(_RECBOLE_PROPERTIES, pattern)) + glob.glob(os.path.join(PROPERTIES, pattern))
+    return frozenset(keys | _keys_of(paths))
+
+
+@functools.lru_cache(maxsize=None)
+def model_keys(model_class: type) -> frozenset[str]:
+    """The keys of one model: its YAML chain, RecBole's and ours, for each class of the model."""
+    names = [cls.__name__ for cls in model_class.__mro__]
+    return frozenset(_keys_of(
+        [os.path.join(_RECBOLE_PROPERTIES, "model", n + ".yaml") for n in names] + model_yaml_files(model_class)
+    ))
+
+
+def known_keys(model_class: type) -> frozenset[str]:
+    """Every key ``model_class`` accepts (the strict check of ``Config``)."""
+    return common_keys() | model_keys(model_class)
+
+
+@functools.lru_cache(maxsize=None)
+def models_defining(key: str) -> list[str]:
+    """Names of the models (RecBole's and ours) whose own YAML defines ``key``, sorted."""
+    names = set()
     for root in (_RECBOLE_PROPERTIES, PROPERTIES):
-        for path in glob.glob(os.path.join(root, "**", "*.yaml"), recursive=True):
-            if os.path.basename(path) != "url.yaml":
-                keys |= _yaml_keys(path)
-    return keys
+        for path in glob.glob(os.path.join(root, "model", "*.yaml")):
+            if key in _yaml_keys(path):
+                names.add(os.path.splitext(os.path.basename(path))[0])
+    return sorted(names)
+
+
+def route_cmd_args(cmd_args: Sequence[str], model: str, models: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The ``--key=value`` arguments of a grid that apply to ``model``: a key that only other models
+    of the grid define goes to those; a key no model of the grid accepts is a UsageError.
+    Returns (the model's arguments, the keys left out for it)."""
+    keys = list(parse_cmd_args(cmd_args))
+    grid = frozenset().union(*(known_keys(get_model(m)) for m in models))
+    unknown = [k for k in keys if k not in grid]
+    if unknown:
+        raise_unknown_keys(unknown, grid, "the models " + ", ".join(models))
+    kept = own_args(cmd_args, model)
+    return kept, [k for k in keys if k not in parse_cmd_args(kept)]
+
+
+def own_args(cmd_args: Sequence[str], model: str) -> list[str]:
+    """The ``--key=value`` arguments whose key ``model`` accepts."""
+    known = known_keys(get_model(model))
+    return [a for a in cmd_args if a[2:].partition("=")[0] in known]
+
+
+def raise_unknown_keys(unknown: Sequence[str], known: Iterable[str], who: str) -> NoReturn:
+    """One UsageError naming each unknown key, with close spellings or the models that define it."""
+    hints = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+        owners = models_defining(key)
+        if owners:
+            shown = ", ".join(owners[:4]) + (f" and {len(owners) - 4} more" if len(owners) > 4 else "")
+            hints.append(f"'{key}' (a key of {shown}; in a config file shared by several models put it "
+                         f"under a section named after the model, e.g. '{owners[0]}:')")
+        elif close:
+            hints.append(f"'{key}' (did you mean {', '.join(close)}?)")
+        else:
+            hints.append(f"'{key}'")
+    raise UsageError(
+        f"unknown config key {'; '.join(hints)} for {who}. A key is accepted if RecBole's overall or "
+        f"dataset settings or the model's own YAML (RecBole's, or ours under {PROPERTIES}) define it."
+    )
 
 
 # Keys added after checkpoints were first saved: the value under which such a checkpoint behaves as
@@ -79,7 +154,7 @@ SAVED_BEFORE = {
 }
 
 
-def model_yaml_files(model_class):
+def model_yaml_files(model_class: type) -> list[str]:
     """``properties/model/<Class>.yaml`` for each class of the model, base first."""
     return [os.path.join(PROPERTIES, "model", cls.__name__ + ".yaml") for cls in reversed(model_class.__mro__)]
 
@@ -111,7 +186,7 @@ def _parse_constraint(text):
 
 
 @functools.lru_cache(maxsize=None)  # the YAML files do not change within a process
-def declared_specs():
+def declared_specs() -> dict[str, tuple[type, tuple | None]]:
     """{key: (type, constraint or None)} from the comments of this package's YAML files."""
     specs = {}
     for path in sorted(glob.glob(os.path.join(PROPERTIES, "**", "*.yaml"), recursive=True)):
@@ -147,7 +222,7 @@ def _recbole_default_types():
     return types
 
 
-def check_value(key, value, kind, constraint=None):
+def check_value(key: str, value: object, kind: type, constraint: tuple | None = None) -> str | None:
     """The message for a value of the wrong type or out of range, or None if it is fine."""
     wanted = {int: "an integer", float: "a number", bool: "True or False", str: "a string", list: "a list", dict: "a mapping"}
     if kind is float:
@@ -163,14 +238,14 @@ def check_value(key, value, kind, constraint=None):
     return None
 
 
-def dataset_names():
+def dataset_names() -> list[str]:
     """Datasets with a YAML in properties/dataset."""
     return sorted(
         os.path.splitext(f)[0] for f in os.listdir(os.path.join(PROPERTIES, "dataset")) if f.endswith(".yaml")
     )
 
 
-def read_yaml_file(path, loader=yaml.SafeLoader):
+def read_yaml_file(path: str, loader: type = yaml.SafeLoader) -> dict[str, Any]:
     """A YAML mapping from ``path``, or a UsageError saying why not."""
     if not os.path.isfile(path):
         raise UsageError(f"config file '{path}' does not exist (paths are relative to {os.getcwd()}).")
@@ -188,7 +263,20 @@ def read_yaml_file(path, loader=yaml.SafeLoader):
     return data
 
 
-def parse_cmd_args(args):
+def _is_section(key, value):
+    """Whether a top-level key of a config file is a model's section (a mapping under a model name)."""
+    if key in common_keys() or not key[:1].isupper():
+        return False
+    try:
+        get_model(key)
+    except UsageError:
+        return False
+    if not isinstance(value, dict):
+        raise UsageError(f"the section '{key}' of a config file must be a mapping of that model's keys, not {value!r}.")
+    return True
+
+
+def parse_cmd_args(args: Sequence[str]) -> dict[str, str]:
     """``['--key=value', ...]`` -> {key: 'value'}; anything else is a UsageError."""
     parsed = {}
     for arg in args:
@@ -220,10 +308,27 @@ class Config(RecBoleConfig):
 
     # ----- input -----
     def _load_config_files(self, file_list):
+        # a file's model sections are applied once the model is known (_apply_sections)
+        self._file_dicts = [read_yaml_file(file, self.yaml_loader) for file in file_list or []]
         file_config_dict = {}
-        for file in file_list or []:
-            file_config_dict.update(read_yaml_file(file, self.yaml_loader))
+        for loaded in self._file_dicts:
+            file_config_dict.update(loaded)
         return file_config_dict
+
+    def _apply_sections(self, model_class):
+        """A config file may hold settings for one model only under a key named after it
+        (``SASRec: {inner_size: 256}``); such a section applies to that model and to models built
+        on it (``DiffuRec:`` to DiffuRecSys too), after the file's other keys, and is skipped for
+        the others. Each file in order, so a later file still wins."""
+        own = [cls.__name__ for cls in reversed(model_class.__mro__)]
+        file_config_dict = {}
+        for loaded in self._file_dicts:
+            sections = {k: v for k, v in loaded.items() if _is_section(k, v)}
+            file_config_dict.update({k: v for k, v in loaded.items() if k not in sections})
+            for name in own:
+                file_config_dict.update(sections.get(name, {}))
+        self.file_config_dict = file_config_dict
+        self._merge_external_config_dict()
 
     def _load_cmd_line(self):
         return self._convert_config_dict(parse_cmd_args(self._cmd_args))
@@ -233,9 +338,9 @@ class Config(RecBoleConfig):
         dataset = dataset if dataset is not None else self.external_config_dict.get("dataset")
         if model is None or dataset is None:
             raise UsageError("both a model and a dataset are needed (--model=NAME --dataset=NAME).")
-        if isinstance(model, str):
-            return model, get_model(model), dataset
-        return model.__name__, model, dataset
+        model_class = get_model(model) if isinstance(model, str) else model
+        self._apply_sections(model_class)
+        return model_class.__name__, model_class, dataset
 
     # ----- defaults -----
     def _load_internal_config_dict(self, model, model_class, dataset):
@@ -290,17 +395,10 @@ class Config(RecBoleConfig):
 
     # ----- checks -----
     def _check_keys(self):
-        known = known_keys()
+        known = known_keys(self.model_class)
         unknown = sorted(k for k in self.external_config_dict if k not in known)
         if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
-                hints.append(f"'{key}'" + (f" (did you mean {', '.join(close)}?)" if close else ""))
-            raise UsageError(
-                f"unknown config key {'; '.join(hints)}. Every key is defined in a YAML under "
-                f"{PROPERTIES} or RecBole's properties; check the spelling."
-            )
+            raise_unknown_keys(unknown, known, self.model)
 
     def _check_values(self):
         """Every value the user set has the type (and range) its YAML declares, or the type of

@@ -10,12 +10,22 @@ Every sample is still seen exactly once per epoch. G = 0 keeps RecBole's own loa
 ``get_dataloader`` wraps RecBole's: ``install.py`` puts it into RecBole's ``data_preparation``,
 which then builds this loader whenever the config asks for grouping.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Sequence
+
 import numpy as np
 import torch
 from recbole.data.dataloader import TrainDataLoader
 
+if TYPE_CHECKING:
+    from recbole.config import Config
 
-def length_grouped_order(lengths, batch_size, pool_batches, generator=None, shuffle=True):
+
+def length_grouped_order(
+    lengths: Sequence[int] | torch.Tensor, batch_size: int, pool_batches: int,
+    generator: torch.Generator | None = None, shuffle: bool = True,
+) -> torch.Tensor:
     """A permutation of ``range(len(lengths))`` whose consecutive runs of ``batch_size`` are the
     batches: samples shuffled, sorted by length within pools of ``pool_batches`` batches (ties keep
     the shuffled order), batches in shuffled order; the one short batch, if any, comes last."""
@@ -63,7 +73,7 @@ class LengthGroupedTrainDataLoader(TrainDataLoader):
         return super().collate_fn(self.order[np.asarray(index)].numpy())
 
 
-def get_dataloader(config, phase, recbole_get_dataloader):
+def get_dataloader(config: Config, phase: str, recbole_get_dataloader: Callable[[Config, str], type]) -> type:
     """RecBole's dataloader class for ``phase`` (``recbole_get_dataloader``: RecBole's own lookup),
     or the length-grouped one for training when the config sets ``train_length_grouping`` > 0."""
     cls = recbole_get_dataloader(config, phase)
@@ -78,7 +88,7 @@ def get_dataloader(config, phase, recbole_get_dataloader):
 FIELD_TYPES = ("token", "float", "token_seq", "float_seq")
 
 
-def interval_keeps(interval, count):
+def interval_keeps(interval: str | None, count: float) -> bool:
     """Whether RecBole's interval string (e.g. '[5,inf)', or several joined by ';') keeps a count,
     by RecBole's own parsing and test (the filter this check predicts)."""
     from logging import getLogger
@@ -90,7 +100,7 @@ def interval_keeps(interval, count):
     return intervals is None or Dataset._within_intervals(None, count, intervals)
 
 
-def check_inter_file(config):
+def check_inter_file(config: Config) -> tuple[int, int, int] | None:
     """Before RecBole reads ``<data_path>/<dataset>.inter``: a header of ``name:type`` columns, the
     columns ``load_col`` loads, at least one row, rows with as many fields as the header and
     numbers in float columns; and that the user/item filters leave someone. Each problem is one

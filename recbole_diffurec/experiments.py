@@ -20,6 +20,8 @@ state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a re
 
 Each table is written as Markdown and CSV under ``OUT/tables/``.
 """
+from __future__ import annotations
+
 import csv
 import datetime
 import json
@@ -28,16 +30,17 @@ import os
 import statistics
 import time
 import traceback
+from typing import Any, Callable, Sequence
 
 from recbole_diffurec.metrics import ACCURACY as METRICS
 from recbole_diffurec.metrics import BEYOND, LABELS, markdown_table
 
 
-def run_key(dataset, model, seed):
+def run_key(dataset: str, model: str, seed: int) -> str:
     return f"{dataset}__{model}__seed{seed}"
 
 
-def write_json_atomic(path, data):
+def write_json_atomic(path: str, data: object) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:
@@ -45,7 +48,7 @@ def write_json_atomic(path, data):
     os.replace(tmp, path)
 
 
-def load_records(out):
+def load_records(out: str) -> list[dict[str, Any]]:
     """Every run record under ``out/runs`` (ok and failed)."""
     folder = os.path.join(out, "runs")
     if not os.path.isdir(folder):
@@ -62,12 +65,12 @@ def _fmt_seconds(s):
     return str(datetime.timedelta(seconds=int(s)))
 
 
-def run_label(model, variant=None):
+def run_label(model: str, variant: str | None = None) -> str:
     """The name a run goes by in records and tables: the model, or ``<model>-<variant>``."""
     return f"{model}-{variant}" if variant else model
 
 
-def record_label(record):
+def record_label(record: dict[str, Any]) -> str:
     return record.get("label", record["model"])
 
 
@@ -78,7 +81,10 @@ def run_grid(
     """Train and test every (dataset, model, seed); returns the records of this grid."""
     from recbole_diffurec.quick_start import run
 
+    from recbole_diffurec.config import route_cmd_args
+
     grid = [(d, m, s) for d in datasets for m in models for s in seeds]
+    model_args = {m: route_cmd_args(cmd_args, m, models)[0] for m in models}
     durations, records = [], []
     for i, (dataset, model, seed) in enumerate(grid, 1):
         label = run_label(model, variant)
@@ -105,7 +111,7 @@ def run_grid(
                 dataset,
                 config_files,
                 dict(config_dict or {}, seed=seed, checkpoint_dir=os.path.join(out, "checkpoints")),
-                cmd_args=cmd_args,
+                cmd_args=model_args[model],
                 state_file=state_file,
                 resume=resume,
                 log_file=log_file,
@@ -135,14 +141,17 @@ def compare(models, datasets, seeds, out, config_files=None, config_dict=None, c
             variant=None, baseline=None, log=print):
     """The compare command: check every (model, dataset) configuration before the first run, run
     the grid (``run_grid``), rebuild the tables; returns (records, {table name: markdown})."""
-    from recbole_diffurec.config import Config
+    from recbole_diffurec.config import Config, route_cmd_args
     from recbole_diffurec.errors import UsageError
 
     if any(str(a).startswith("--seed=") for a in cmd_args):
         raise UsageError("use --seeds=... (comma-separated) in compare mode, not --seed.")
-    for dataset in datasets:
-        for model in models:
-            Config(model, dataset, config_files, config_dict, cmd_args)
+    for model in models:  # a --key=value of the grid goes to the models that define the key
+        own_args, left_out = route_cmd_args(cmd_args, model, models)
+        if left_out:
+            log(f"{model} does not define {', '.join('--' + k for k in left_out)}: not passed to it")
+        for dataset in datasets:
+            Config(model, dataset, config_files, config_dict, own_args)
     records = run_grid(models, datasets, seeds, out, config_files, config_dict, cmd_args, force, log, variant)
     return records, build_tables(out, baseline, log)
 
@@ -176,7 +185,7 @@ def _by_dataset_model(records):
     return grouped
 
 
-def paired_ttest(model_values, baseline_values):
+def paired_ttest(model_values: Sequence[float], baseline_values: Sequence[float]) -> tuple[float, float, float]:
     """(t, p, mean relative difference in %) of paired samples; scipy's ttest_rel."""
     from scipy import stats
 
@@ -185,7 +194,7 @@ def paired_ttest(model_values, baseline_values):
     return float(t), float(p), rel
 
 
-def build_tables(out, baseline=None, log=print):
+def build_tables(out: str, baseline: str | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
     """Write tables 2-5 from the records in ``out``; returns {name: markdown}."""
     records = load_records(out)
     grouped = _by_dataset_model(records)

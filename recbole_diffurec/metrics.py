@@ -3,6 +3,10 @@ one Markdown table writer.
 
 RecBole's metric keys are lower case (``hit@10``); ``LABELS`` gives the names tables print.
 """
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
 KS = (5, 10, 20)
 ACCURACY = [f"{m}@{k}" for m in ("hit", "ndcg") for k in KS]
 # RecBole's beyond-accuracy metrics (properties/overall.yaml), reported at 10
@@ -16,7 +20,7 @@ LABELS.update({
 })
 
 
-def tail_items(tail, count_items):
+def tail_items(tail: float, count_items: dict[int, int]) -> list[int]:
     """RecBole's ``TailPercentage`` tail: the items seen at most ``tail`` times in training
     (``tail`` > 1), or the ``tail`` share of the training items, least frequent first, ties by id
     (``tail`` <= 1). ``count_items``: {item id: training count}."""
@@ -26,7 +30,7 @@ def tail_items(tail, count_items):
     return [item for item, _ in ordered[: max(int(len(ordered) * tail), 1)]]
 
 
-def markdown_table(header, rows):
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A Markdown table: ``header`` (names) and ``rows`` (cells, printed with str)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]

@@ -13,7 +13,16 @@ evaluation loader and measures, all from seeded generators (the figures repeat e
 - ``dt_norm``: the mean norm of the timestep embedding d_t over t = 0..T-1, beside
   ``item_norm``, the mean norm of an item embedding (the scale x_0 lives at).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from recbole.data.dataloader import AbstractDataLoader
+
+    from recbole_diffurec.model import DiffuRec
 
 FIELDS = ("x0_spread", "xt_zero_change", "top10_runs", "top10_k1_vs_kT", "top10_single_vs_ens", "dt_norm", "item_norm")
 
@@ -44,7 +53,7 @@ def _rel(a, b):
 
 
 @torch.inference_mode()
-def pathway_stats(model, data, n_users=2000, runs=4, seed=0):
+def pathway_stats(model: DiffuRec, data: AbstractDataLoader, n_users: int = 2000, runs: int = 4, seed: int = 0) -> dict[str, float]:
     """The figures above, as a dict, for a DiffuRec-family ``model`` (put in eval mode here)."""
     model.eval()
     seq, length = _users(model, data, n_users)

@@ -1,11 +1,14 @@
 """Train and evaluate one model on one dataset, as RecBole's ``run_recbole`` does, through our
 Config (plugin models, our YAML defaults, strict keys) and our trainer lookup."""
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
 import sys
 import time
 from logging import getLogger
+from typing import Any, Iterator, Sequence
 
 import recbole.utils
 from recbole.data import create_dataset, data_preparation
@@ -17,13 +20,16 @@ from recbole_diffurec.errors import UsageError
 from recbole_diffurec.utils import get_model
 
 
-def state_file_for(checkpoint):
+def state_file_for(checkpoint: str) -> str:
     """The training state saved next to a best checkpoint ``X.pth``: ``X.state.pth``."""
     return (checkpoint[:-4] if checkpoint.endswith(".pth") else checkpoint) + ".state.pth"
 
 
-def run(model, dataset, config_file_list=None, config_dict=None, cmd_args=(), saved=True, state_file=None,
-        resume=False, log_file=None):
+def run(
+    model: str | type, dataset: str, config_file_list: list[str] | None = None, config_dict: dict | None = None,
+    cmd_args: Sequence[str] = (), saved: bool = True, state_file: str | None = None, resume: bool = False,
+    log_file: str | None = None,
+) -> dict[str, Any]:
     """Train ``model`` on ``dataset``, select on validation, evaluate once on test.
 
     With ``saved``, the training state is written after every epoch to ``state_file`` (default:
@@ -44,7 +50,7 @@ _RECBOLE_HANDLERS = []  # the handlers RecBole's init_logger added for the previ
 
 
 @contextlib.contextmanager
-def run_logging(config, log_file=None):
+def run_logging(config: Config, log_file: str | None = None) -> Iterator[None]:
     """RecBole's logging for one run, and, with ``log_file``, a file of this run's own.
 
     RecBole's ``init_logger`` uses ``logging.basicConfig``, which does nothing once the root logger

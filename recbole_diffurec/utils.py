@@ -4,12 +4,18 @@
 the modules that imported them by name), so RecBole's own tools, e.g.
 ``recbole.quick_start.load_data_and_model``, find our models once this package is imported.
 """
+from __future__ import annotations
+
 import difflib
 import importlib
 import inspect
 import pkgutil
+from typing import TYPE_CHECKING, Callable
 
 from recbole_diffurec.errors import UsageError
+
+if TYPE_CHECKING:
+    from recbole.utils import ModelType
 
 # RecBole's model subpackages we search. ``exlib_recommender`` is left out on purpose: importing it
 # needs lightgbm/xgboost, and RecBole's own lookup surfaces that as "No module named 'lightgbm'"
@@ -22,7 +28,7 @@ _RECBOLE_SUBPACKAGES = (
 )
 
 
-def plugin_models():
+def plugin_models() -> dict[str, type]:
     """{name: class} of the recommenders this package defines."""
     from recbole.model.abstract_recommender import AbstractRecommender
 
@@ -52,7 +58,7 @@ def _recbole_class(dotted, lower_name):
     return None
 
 
-def get_model(model_name):
+def get_model(model_name: str) -> type:
     """The model class called ``model_name``: this package's first, then RecBole's."""
     ours = plugin_models()
     if model_name in ours:
@@ -81,7 +87,7 @@ def get_model(model_name):
     )
 
 
-def get_trainer(model_type, model_name, recbole_get_trainer):
+def get_trainer(model_type: ModelType, model_name: str, recbole_get_trainer: Callable[..., type]) -> type:
     """RecBole's trainer for the model (``recbole_get_trainer``: RecBole's own lookup), with its
     plain ``Trainer`` replaced by ours.
 

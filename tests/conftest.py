@@ -13,10 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "--epochs=1",
     "--hidden_size=8",
-    "--inner_size=16",
     "--n_layers=1",
     "--n_heads=1",
-    "--embedding_size=8",
     "--MAX_ITEM_LIST_LENGTH=10",
     "--train_batch_size=256",
     "--show_progress=False",
@@ -24,10 +22,14 @@ TINY = [
 ]
 
 
-def tiny_args(tiny_data, *extra):
-    """TINY plus ``extra``, where a key in ``extra`` replaces the same key of TINY."""
+def tiny_args(tiny_data, *extra, model=None):
+    """TINY plus ``extra``, where a key in ``extra`` replaces the same key of TINY; with ``model``,
+    only the keys of TINY that the model defines (GRU4Rec has no blocks or heads)."""
+    from recbole_diffurec.config import own_args
+
     keys = {e.split("=")[0] for e in extra}
-    return [f"--data_path={tiny_data}"] + [a for a in TINY if a.split("=")[0] not in keys] + list(extra)
+    tiny = [a for a in TINY if a.split("=")[0] not in keys]
+    return [f"--data_path={tiny_data}"] + (own_args(tiny, model) if model else tiny) + list(extra)
 
 
 def build_model(tiny_data, model, *extra):
@@ -37,7 +39,7 @@ def build_model(tiny_data, model, *extra):
     from recbole_diffurec.config import Config
     from recbole_diffurec.utils import get_model
 
-    config = Config(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra))
+    config = Config(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra, model=model))
     train, valid, test = data_preparation(config, create_dataset(config))
     return config, get_model(model)(config, train._dataset), train, valid, test
 

@@ -17,7 +17,7 @@ import run_recbole_diffurec as runner  # noqa: E402
 def run_tiny(model, tiny_data, *extra):
     from recbole_diffurec.quick_start import run
 
-    return run(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra))
+    return run(model, "ml-100k", cmd_args=tiny_args(tiny_data, *extra, model=model))
 
 
 @pytest.mark.parametrize("model", ["SASRec", "GRU4Rec", "BERT4Rec"])
@@ -40,6 +40,39 @@ def test_same_seed_same_metrics(tiny_data, workdir):
     a = run_tiny("SASRec", tiny_data, "--seed=7")
     b = run_tiny("SASRec", tiny_data, "--seed=7")
     assert a["test_result"] == b["test_result"]
+
+
+def test_shared_config_file_sections(tiny_data, workdir):
+    """A section named after a model applies to it and to models built on it, after the file's
+    other keys; other models skip it; a later file still wins; a key reaches only the models that
+    define it."""
+    from recbole_diffurec.config import Config, route_cmd_args
+
+    (workdir / "shared.yaml").write_text(
+        "hidden_size: 16\nepochs: 2\n"
+        "DiffuRec:\n  n_layers: 3\n  lambda_uncertainty: 0.01\n"
+        "DiffuRecSys:\n  chain_blocks: False\n"
+        "SASRec:\n  n_layers: 1\n  inner_size: 24\n  hidden_size: 32\n"
+    )
+    (workdir / "later.yaml").write_text("n_layers: 2\n")
+    data = [f"--data_path={tiny_data}"]
+    sas = Config("SASRec", "ml-100k", ["shared.yaml"], None, data)
+    assert (sas["hidden_size"], sas["n_layers"], sas["inner_size"], sas["epochs"]) == (32, 1, 24, 2)
+    assert "lambda_uncertainty" not in sas.final_config_dict and "DiffuRec" not in sas.final_config_dict
+    diffurec = Config("DiffuRec", "ml-100k", ["shared.yaml"], None, data)
+    assert (diffurec["hidden_size"], diffurec["n_layers"], diffurec["lambda_uncertainty"]) == (16, 3, 0.01)
+    assert "inner_size" not in diffurec.final_config_dict and "chain_blocks" not in diffurec.final_config_dict
+    sys_ = Config("DiffuRecSys", "ml-100k", ["shared.yaml", "later.yaml"], None, data)
+    assert (sys_["n_layers"], sys_["lambda_uncertainty"], sys_["chain_blocks"]) == (2, 0.01, False)
+    gru = Config("GRU4Rec", "ml-100k", ["shared.yaml"], None, data)
+    assert gru["hidden_size"] == 16 and "n_layers" not in gru.final_config_dict
+    # the project's shared files hold for every model of the accuracy table
+    for model in ("DiffuRec", "DiffuRecSysV1", "DiffuRecSys", "SASRec", "GRU4Rec", "BERT4Rec"):
+        for files in (["properties/accuracy.yaml"], ["properties/paper.yaml", "properties/accuracy.yaml"], ["properties/demo.yaml"]):
+            Config(model, "ml-100k", [os.path.join(ROOT, f) for f in files], None, data)
+    args = ["--inner_size=24", "--lambda_uncertainty=0.01", "--epochs=2"]
+    assert route_cmd_args(args, "SASRec", ["SASRec", "DiffuRec"]) == (["--inner_size=24", "--epochs=2"], ["lambda_uncertainty"])
+    assert route_cmd_args(args, "DiffuRec", ["SASRec", "DiffuRec"]) == (["--lambda_uncertainty=0.01", "--epochs=2"], ["inner_size"])
 
 
 def test_config_files_and_overrides(tiny_data, workdir):
@@ -193,6 +226,13 @@ BAD_INPUTS = [
     (["--model=SASRec", "--dataset=ml-1mm"], ["unknown dataset 'ml-1mm'"]),
     (["--model=SASRec", "--hiden_size=8"], ["hiden_size", "hidden_size"]),
     (["--model=SASRec", "--epochs", "3"], ["--key=value"]),
+    # strict per model: another model's key is not this one's, and the error says whose it is
+    (["--model=DiffuRec", "--inner_size=32"], ["'inner_size'", "a key of BERT4Rec", "for DiffuRec"]),
+    (["--model=GRU4Rec", "--n_heads=2"], ["'n_heads'", "for GRU4Rec"]),
+    (["--model=SASRec", "--lambda_uncertainty=0.1"], ["'lambda_uncertainty'", "DiffuRec", "for SASRec"]),
+    (["--model=DiffuRec", "--chain_blocks=False"], ["'chain_blocks'", "DiffuRecSys", "for DiffuRec"]),
+    (["--models=DiffuRec,GRU4Rec", "--inner_size=32"], ["'inner_size'", "the models DiffuRec, GRU4Rec"]),
+    (["--model=SASRec", "--config_files=section.yaml"], ["section 'DiffuRec'", "mapping"]),
     (["--config_files=nope.yaml"], ["nope.yaml", "does not exist"]),
     (["--model=SASRec", "--resume=nope.state.pth"], ["nope.state.pth", "does not exist"]),
     (["--models=SASRec", "--seeds=1,x"], ["--seeds", "integers"]),
@@ -209,6 +249,7 @@ def test_bad_input_table(argv, words, capsys, workdir):
     import torch
 
     (workdir / "junk.pth").write_text("not a checkpoint")
+    (workdir / "section.yaml").write_text("DiffuRec: 3\n")
     torch.save({"a": 1}, workdir / "dict.pth")
     err = main_error(capsys, *argv)
     for word in words:

@@ -6,16 +6,25 @@ improved-diffusion / DiffuRec so the two can be read side by side.
 
 Shapes: B batch, H hidden, T diffusion steps; t is a LongTensor [B] in {0..T-1}.
 """
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+DenoiseFn = Callable[[Tensor, Tensor], Tensor]  # (x_t, scaled t) -> predicted x_0
+Device = Union[torch.device, str, None]
 
 
-def extract(coef, t, x):
+def extract(coef: Tensor, t: Tensor, x: Tensor) -> Tensor:
     """coef[t] broadcast to the shape of ``x``: [T] -> [B, 1, ..., 1]."""
     return coef[t].view(-1, *([1] * (x.dim() - 1)))
 
 
-def offset_noise(shape, strength, generator=None, device=None):
+def offset_noise(
+    shape: Sequence[int], strength: float, generator: torch.Generator | None = None, device: Device = None
+) -> Tensor:
     """eps = z + strength * o: z ~ N(0, I) per element, o ~ N(0, 1) one scalar per sample
     (Eq. 17 of DiffuRecSys; the "offset noise" of image diffusion). strength 0 gives plain z."""
     noise = torch.randn(shape, generator=generator, device=device)
@@ -25,7 +34,7 @@ def offset_noise(shape, strength, generator=None, device=None):
     return noise
 
 
-def space_timesteps(num_timesteps, count):
+def space_timesteps(num_timesteps: int, count: int) -> list[int]:
     """``count`` steps of {0..T-1}, evenly spaced and always keeping 0 and T-1 when count > 1
     (improved-diffusion's ``space_timesteps`` with one section)."""
     if not 1 <= count <= num_timesteps:
@@ -47,7 +56,10 @@ class GaussianDiffusion(nn.Module):
         original_num_steps: T of the process the network was trained on. Default: len(betas).
     """
 
-    def __init__(self, betas, rescale_timesteps=True, timestep_map=None, original_num_steps=None):
+    def __init__(
+        self, betas: Tensor | Sequence[float], rescale_timesteps: bool = True,
+        timestep_map: Tensor | Sequence[int] | None = None, original_num_steps: int | None = None,
+    ) -> None:
         super().__init__()
         betas = torch.as_tensor(betas, dtype=torch.float64)
         assert betas.dim() == 1 and (betas > 0).all() and (betas <= 1).all(), "betas must be 1-D in (0, 1]"
@@ -94,7 +106,7 @@ class GaussianDiffusion(nn.Module):
         self._coef2 = posterior_mean_coef2.float().tolist()
         self._sigma = torch.exp(0.5 * model_log_variance.float()).tolist()
 
-    def respace(self, count):
+    def respace(self, count: int) -> GaussianDiffusion:
         """The same process on ``count`` of its steps (improved-diffusion's SpacedDiffusion): the
         kept steps keep their alpha_bar, so beta'_i = 1 - alpha_bar[s_i] / alpha_bar[s_{i-1}].
         Used for faster sampling with a network trained on all T steps."""
@@ -109,35 +121,38 @@ class GaussianDiffusion(nn.Module):
             timestep_map=self.timestep_map[keep], original_num_steps=self.original_num_steps,
         ).to(self.betas.device)
 
-    def scale_timesteps(self, t):
+    def scale_timesteps(self, t: Tensor) -> Tensor:
         """What the network sees of t: its original step, times 1000 / T if rescaling."""
         t = self.timestep_map[t].float()
         return t * (1000.0 / self.original_num_steps) if self.rescale_timesteps else t
 
-    def sample_timesteps(self, batch_size, device=None, generator=None):
+    def sample_timesteps(self, batch_size: int, device: Device = None, generator: torch.Generator | None = None) -> Tensor:
         """Uniform t in {0..T-1}. (DiffuRec's "lossaware" sampler is never fed losses: uniform too.)"""
         return torch.randint(0, self.num_timesteps, (batch_size,), device=device, generator=generator)
 
-    def q_sample(self, x_start, t, noise):
+    def q_sample(self, x_start: Tensor, t: Tensor, noise: Tensor) -> Tensor:
         """x_t ~ q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I), given the noise."""
         assert noise.shape == x_start.shape
         return extract(self.sqrt_alphas_cumprod, t, x_start) * x_start + extract(
             self.sqrt_one_minus_alphas_cumprod, t, x_start
         ) * noise
 
-    def q_posterior_mean_variance(self, x_start, x_t, t):
+    def q_posterior_mean_variance(self, x_start: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and variance of the posterior q(x_{t-1} | x_t, x_0)."""
         assert x_start.shape == x_t.shape
         mean = extract(self.posterior_mean_coef1, t, x_t) * x_start + extract(self.posterior_mean_coef2, t, x_t) * x_t
         return mean, extract(self.posterior_variance, t, x_t)
 
-    def p_mean_variance(self, denoise_fn, x_t, t):
+    def p_mean_variance(self, denoise_fn: DenoiseFn, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """pred_xstart = denoise_fn(x_t, scaled t); the reverse mean is the posterior mean at it."""
         pred_xstart = denoise_fn(x_t, self.scale_timesteps(t))
         mean, _ = self.q_posterior_mean_variance(pred_xstart, x_t, t)
         return mean, extract(self.model_log_variance, t, x_t), pred_xstart
 
-    def p_sample(self, denoise_fn, x_t, t, noise=None, generator=None):
+    def p_sample(
+        self, denoise_fn: DenoiseFn, x_t: Tensor, t: Tensor, noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """One reverse step x_t -> x_{t-1} = mean + exp(logvar / 2) z, with z = 0 where t == 0."""
         mean, log_variance, _ = self.p_mean_variance(denoise_fn, x_t, t)
         if noise is None:
@@ -145,7 +160,10 @@ class GaussianDiffusion(nn.Module):
         nonzero = (t != 0).float().view(-1, *([1] * (x_t.dim() - 1)))
         return mean + nonzero * torch.exp(0.5 * log_variance) * noise
 
-    def p_sample_loop(self, denoise_fn, x_T, noise=None, generator=None):
+    def p_sample_loop(
+        self, denoise_fn: DenoiseFn, x_T: Tensor, noise: Sequence[Tensor] | None = None,  # noqa: N803
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """The whole reverse process from x_T (e.g. N(0, I)) through t = T-1 .. 0; returns x_0.
 
         The same steps as iterating ``p_sample``, written lean for inference: every row is at the

@@ -2,27 +2,30 @@
 
 Each returns a float64 tensor of T betas in (0, 1].
 """
+from __future__ import annotations
+
 import math
+from typing import Callable
 
 import torch
 
 SCHEDULES = ("trunc_lin", "linear", "cosine", "sqrt", "trunc_cos")
 
 
-def betas_for_alpha_bar(num_steps, alpha_bar, max_beta=0.999):
+def betas_for_alpha_bar(num_steps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999) -> torch.Tensor:
     """beta_i = 1 - alpha_bar((i+1)/T) / alpha_bar(i/T), capped at ``max_beta``."""
     betas = [min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps)]
     return torch.tensor(betas, dtype=torch.float64)
 
 
-def betas_for_alpha_bar_left(num_steps, alpha_bar, max_beta=0.999):
+def betas_for_alpha_bar_left(num_steps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999) -> torch.Tensor:
     """As ``betas_for_alpha_bar`` but shifted left: beta_0 = 1 - alpha_bar(0) (DiffuRec's trunc_cos)."""
     betas = [min(1 - alpha_bar(0), max_beta)]
     betas += [min(1 - alpha_bar((i + 1) / num_steps) / alpha_bar(i / num_steps), max_beta) for i in range(num_steps - 1)]
     return torch.tensor(betas, dtype=torch.float64)
 
 
-def get_named_beta_schedule(name, num_steps):
+def get_named_beta_schedule(name: str, num_steps: int) -> torch.Tensor:
     """The betas of schedule ``name`` for ``num_steps`` diffusion steps (float64, shape [T])."""
     scale = 1000 / num_steps
     if name == "trunc_lin":

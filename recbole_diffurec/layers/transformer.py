@@ -5,11 +5,13 @@ Masks: ``key_mask`` is a bool [B, L], True at real items. Only keys are masked (
 masks query rows instead, so real items attend to padding; we fix that): outputs at real
 positions do not depend on padded positions.
 """
+from __future__ import annotations
+
 import math
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 
 class MultiHeadAttention(nn.Module):
@@ -90,7 +92,7 @@ class TransformerBlock(nn.Module):
         return self.dropout(h)
 
 
-def timestep_embedding(t, dim, max_period=10000):
+def timestep_embedding(t: Tensor, dim: int, max_period: int = 10000) -> Tensor:
     """Sinusoidal embedding [B, dim] of (possibly fractional) steps t [B], in [cos, sin] order."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)

@@ -3,17 +3,23 @@
 Shapes: B batch, L history length (trimmed to the batch's longest), H hidden, N items (+1 for
 the padding id 0), T diffusion steps.
 """
+from __future__ import annotations
+
 import contextlib
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
-from torch import nn
+from torch import Tensor, nn
 
 from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedule, offset_noise
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.model.base import read_config
 from recbole_diffurec.errors import UsageError
+
+if TYPE_CHECKING:
+    from recbole.data.interaction import Interaction
 
 
 class DiffuRec(SequentialRecommender):
@@ -150,7 +156,7 @@ class DiffuRec(SequentialRecommender):
         ]
 
     # ----- inference settings -----
-    def sampling_process(self, steps):
+    def sampling_process(self, steps: int) -> GaussianDiffusion:
         """The reverse process of ``steps`` evenly spaced steps of the trained T: the one rule for
         K everywhere (config, case study, benchmarks): 0 or any K >= T runs all T steps."""
         T = self.diffusion.num_timesteps
@@ -159,7 +165,7 @@ class DiffuRec(SequentialRecommender):
         return self.diffusion if steps == 0 or steps >= T else self.diffusion.respace(steps)
 
     @contextlib.contextmanager
-    def inference_settings(self, sampling_steps=None, n_ensemble=None):
+    def inference_settings(self, sampling_steps: int | None = None, n_ensemble: int | None = None) -> Iterator[DiffuRec]:
         """Run inference with other ``sampling_steps`` (K; 0 = T) and/or ``n_ensemble`` inside the
         ``with`` block; the model's own settings come back after it, also on error."""
         saved = self.sampling_diffusion, self.n_ensemble
@@ -175,7 +181,7 @@ class DiffuRec(SequentialRecommender):
             self.sampling_diffusion, self.n_ensemble = saved
 
     # ----- history -----
-    def encode_history(self, item_seq, item_seq_len):
+    def encode_history(self, item_seq: Tensor, item_seq_len: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Embedded history, key mask and last index: ([B, L, H], bool [B, L], [B])."""
         if self.trim_padding:
             item_seq = item_seq[:, : int(item_seq_len.max())]
@@ -186,7 +192,7 @@ class DiffuRec(SequentialRecommender):
         seq_emb = self.emb_norm(self.emb_dropout(seq_emb))
         return seq_emb, item_seq > 0, item_seq_len - 1
 
-    def forward(self, item_seq, item_seq_len, x_t, t):
+    def forward(self, item_seq: Tensor, item_seq_len: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """pred_xstart [B, H] from x_t [B, H] at steps t [B] (unscaled), given the history."""
         seq_emb, key_mask, last = self.encode_history(item_seq, item_seq_len)
         with self.autocast(seq_emb.device):
@@ -198,7 +204,7 @@ class DiffuRec(SequentialRecommender):
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16)
 
     # ----- training -----
-    def calculate_loss(self, interaction):
+    def calculate_loss(self, interaction: Interaction) -> Tensor:
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
@@ -213,7 +219,10 @@ class DiffuRec(SequentialRecommender):
         return self.loss_fct(logits, pos_items)
 
     # ----- inference -----
-    def sample_members(self, item_seq, item_seq_len, n_ensemble=1, generator=None, zero_xt=False):
+    def sample_members(
+        self, item_seq: Tensor, item_seq_len: Tensor, n_ensemble: int = 1,
+        generator: torch.Generator | None = None, zero_xt: bool = False,
+    ) -> Tensor:
         """x_0 [n, B, H] of ``n_ensemble`` independent reverse processes from x_T ~ N(0, I),
         batched as one pass over n * B rows; the history is embedded once. ``zero_xt`` (a
         diagnostic, ``benchmarks/pathway.py``) feeds the approximator zeros instead of x_t."""
@@ -234,7 +243,7 @@ class DiffuRec(SequentialRecommender):
             x_start = x_start / self.target_scale
         return x_start.view(n_ensemble, B, self.hidden_size)
 
-    def sample_xstart(self, item_seq, item_seq_len, generator=None):
+    def sample_xstart(self, item_seq: Tensor, item_seq_len: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """x_0 [B, H]: the mean over ``n_ensemble`` reverse runs. Scores are linear in x_0, so
         ranking by the mean x_0 is ranking by the mean score (DiffuRecSys Algorithm 3).
 
@@ -251,13 +260,13 @@ class DiffuRec(SequentialRecommender):
                     x_start[idx] = self.sample_members(item_seq[idx], item_seq_len[idx], self.n_ensemble, generator).mean(0)
         return x_start.clone()  # a normal tensor again: callers may write into what they derive from it
 
-    def score(self, x_start):
+    def score(self, x_start: Tensor) -> Tensor:
         """Scores of every item id for representations x_0 [B, H]: inner products [B, N+1]."""
         return x_start @ self.item_embedding.weight.T
 
-    def full_sort_predict(self, interaction):
+    def full_sort_predict(self, interaction: Interaction) -> Tensor:
         return self.score(self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]))
 
-    def predict(self, interaction):
+    def predict(self, interaction: Interaction) -> Tensor:
         x_start = self.sample_xstart(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
         return (x_start * self.item_embedding(interaction[self.ITEM_ID])).sum(-1)  # [B]
