@@ -24,7 +24,7 @@ DEFAULT_MODEL = "DiffuRecSys"
 DEFAULT_DATASET = "ml-100k"
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEMO = os.path.join(HERE, "properties", "demo.yaml")
-COMPARE_OUT, CASE_OUT = "results/compare", "results/case_study"
+COMPARE_OUT, CASE_OUT, HYPER_OUT = "results/compare", "results/case_study", "results/hyper"
 
 
 def parse_args(argv):
@@ -42,6 +42,12 @@ def parse_args(argv):
         "--resume", default=None, metavar="STATE",
         help="continue an interrupted run from its training state (the X.state.pth saved next to its checkpoint X.pth)",
     )
+    dist = parser.add_argument_group("several processes (torch.distributed, RecBole's mechanism; gloo on CPU, NCCL on CUDA)")
+    dist.add_argument("--nproc", type=int, default=1, help="processes to train with on this machine (default 1)")
+    dist.add_argument("--world_size", type=int, default=-1, help="processes over all machines (default: --nproc)")
+    dist.add_argument("--ip", default="localhost", help="address of the machine with rank 0 (default localhost)")
+    dist.add_argument("--port", default="5678", help="a free port on that machine (default 5678)")
+    dist.add_argument("--group_offset", type=int, default=0, help="global rank of this machine's first process (default 0)")
     compare = parser.add_argument_group("compare (any of --models/--datasets/--seeds)")
     compare.add_argument("--models", default=None, help="comma-separated model names")
     compare.add_argument("--datasets", default=None, help="comma-separated dataset names")
@@ -54,6 +60,10 @@ def parse_args(argv):
     compare.add_argument("--baseline", default=None, help="model the t-tests compare against (default DiffuRec)")
     compare.add_argument("--force", action="store_true", help="rerun finished runs")
     compare.add_argument("--tables", default=None, metavar="OUT", help="only rebuild the tables of OUT")
+    search = parser.add_argument_group("hyperparameter search of --model on --dataset (RecBole's HyperTuning; writes to --out)")
+    search.add_argument("--hyper", default=None, metavar="FILE", help="search space in RecBole's .hyper format (properties/hyper/)")
+    search.add_argument("--algo", default="exhaustive", help="exhaustive, random or bayes (TPE) (default exhaustive)")
+    search.add_argument("--max_evals", type=int, default=None, help="at most this many trials (default: exhaustive: all; others: 100)")
     case = parser.add_argument_group("case study of a checkpoint (writes to --out)")
     case.add_argument("--case_study", default=None, metavar="CHECKPOINT", help="a .pth saved by a run")
     case.add_argument("--ensemble", type=int, default=4, help="n_ensemble compared with a single run (default 4)")
@@ -72,12 +82,18 @@ def compare(args, config_files, config_dict, rest):
     records, tables = run_compare(
         split(args.models, args.model), split(args.datasets, args.dataset), seeds, args.out or COMPARE_OUT,
         config_files, config_dict, rest, force=args.force, variant=args.variant, baseline=args.baseline,
+        distributed=distributed_args(args),
     )
     print_tables(tables)
     failed = [r for r in records if r["status"] != "ok"]
     print(f"\n{len(records) - len(failed)} of {len(records)} runs finished; records, checkpoints and tables in "
           f"{args.out or COMPARE_OUT}")
     return 1 if failed else 0
+
+
+def distributed_args(args):
+    return {"nproc": args.nproc, "world_size": args.world_size, "ip": args.ip, "port": args.port,
+            "group_offset": args.group_offset}
 
 
 def print_tables(tables):
@@ -129,6 +145,15 @@ def main(argv=None):
                 print(f.read())
             print(f"case study of {args.case_study} written to {out} (case_study.md/.csv/.json, tsne.png)")
             return 0
+        if args.hyper:
+            from recbole_diffurec.tuning import tune
+
+            out = args.out or HYPER_OUT
+            best = tune(args.model, args.dataset, args.hyper, out, args.algo, args.max_evals, config_files,
+                        config_dict, rest)
+            print(f"\nbest of the trials in {out}/trials.jsonl: {best['params']} (valid {best['best_valid_score']:.4f})")
+            print(f"written to {out}/best.yaml: use it with --config_files={out}/best.yaml")
+            return 0
         if args.models or args.datasets or args.seeds or args.variant:
             if args.resume:
                 raise UsageError("compare mode resumes interrupted runs by itself; drop --resume.")
@@ -137,8 +162,11 @@ def main(argv=None):
             raise UsageError(f"training state '{args.resume}' does not exist (it is the X.state.pth next to a run's checkpoint).")
         result = run(
             args.model, args.dataset, config_files, config_dict, cmd_args=rest, state_file=args.resume,
-            resume=bool(args.resume),
+            resume=bool(args.resume), **distributed_args(args),
         )
+        if result is None:  # a machine of a multi-machine run without rank 0
+            print("this machine's processes finished; rank 0 reports the results")
+            return 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -46,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument("--steps", default=None,
                    help="sampling_steps K values to time evaluation with (diffusion models); default: the YAML's")
     p.add_argument("--no_eval", action="store_true", help="time training only")
+    p.add_argument("--loaders", default="recbole",
+                   help="training loaders to time each model with, comma-separated: recbole, device (train_loader)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -279,8 +281,13 @@ def main(argv=None):
     for dataset in datasets:
         args.dataset = dataset
         these = []
-        for name in models:
-            for r in bench_model(name, args, extra):
+        loaders = args.loaders.split(",")
+        runs = [(name, loader) for name in models for loader in loaders]
+        for name, loader in runs:
+            for r in bench_model(name, args, extra + [f"--train_loader={loader}"]):
+                r["loader"] = loader
+                if len(loaders) > 1:
+                    r["model"] += f" [{loader} loader]"
                 print(f"{r['model']}: {json.dumps({k: v for k, v in r.items() if k != 'losses'})}", flush=True)
                 these.append(r)
             if args.out:  # written as produced: an interrupted run keeps the finished models

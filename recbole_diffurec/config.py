@@ -367,6 +367,35 @@ class Config(RecBoleConfig):
             self.final_config_dict["data_path"] = path
         self.final_config_dict["data_path"] = os.path.normpath(self.final_config_dict["data_path"])
 
+    # ----- distributed runs (local_rank set by quick_start.run's spawned processes) -----
+    def _init_device(self):
+        """RecBole's device choice; for a process of a distributed run, RecBole's process group,
+        with the backend following the device (RecBole hard-codes NCCL, which has no CPU
+        support): ``dist_backend``, else NCCL on CUDA and gloo on CPU."""
+        cfg = self.final_config_dict
+        if "local_rank" not in cfg:
+            return super()._init_device()
+        import torch
+        import torch.distributed as dist
+
+        gpu_id = cfg["gpu_id"]
+        cfg["gpu_id"] = ",".join(map(str, gpu_id)) if isinstance(gpu_id, tuple) else str(gpu_id)
+        os.environ["CUDA_VISIBLE_DEVICES"] = cfg["gpu_id"]
+        cuda = bool(cfg["gpu_id"]) and cfg["use_gpu"] and torch.cuda.is_available()
+        if not dist.is_initialized():
+            dist.init_process_group(
+                backend=cfg.get("dist_backend") or ("nccl" if cuda else "gloo"),
+                rank=cfg["local_rank"] + cfg["offset"],
+                world_size=cfg["world_size"],
+                init_method=f"tcp://{cfg['ip']}:{cfg['port']}",
+            )
+        cfg["device"] = torch.device("cuda", cfg["local_rank"]) if cuda else torch.device("cpu")
+        if cuda:
+            torch.cuda.set_device(cfg["local_rank"])
+        cfg["single_spec"] = False
+        if cfg["local_rank"] != 0:  # as RecBole: one process reports
+            cfg["state"], cfg["show_progress"], cfg["verbose"] = "error", False, False
+
     # ----- checkpoints saved by older versions -----
     def __setstate__(self, state):
         """Unpickling (every loader of a checkpoint, RecBole's ``load_data_and_model`` included):
@@ -374,6 +403,7 @@ class Config(RecBoleConfig):
         warning naming each key and the value used: the value that reproduces how such
         checkpoints behaved (``SAVED_BEFORE``), else the current YAML default."""
         self.__dict__.update(state)
+        self._single_process()
         model = self.final_config_dict.get("model")
         try:
             model_class = get_model(model)
@@ -392,6 +422,17 @@ class Config(RecBoleConfig):
                 + ", ".join(f"{k} (filled with {v!r})" for k, v in filled.items()),
                 stacklevel=2,
             )
+
+    def _single_process(self):
+        """A config saved by a process of a distributed run, loaded where no process group runs
+        (RecBole's ``load_data_and_model``, the case study): one process, rank 0."""
+        import torch.distributed as dist
+
+        cfg = self.final_config_dict
+        if cfg.get("single_spec") is False and not (dist.is_available() and dist.is_initialized()):
+            cfg["single_spec"], cfg["local_rank"] = True, 0
+            for key in ("world_size", "nproc", "offset", "ip", "port"):
+                cfg.pop(key, None)
 
     # ----- checks -----
     def _check_keys(self):

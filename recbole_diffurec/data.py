@@ -1,14 +1,22 @@
-"""Length-grouped training batches for sequential models that cut padding per batch.
+"""Training batches for sequential models: length-grouped, gathered on the device, sharded.
 
 RecBole shuffles training samples uniformly, so nearly every batch holds one long history and is
 padded to it. With ``train_length_grouping: G`` (G > 0), each epoch shuffles the samples, sorts
 every pool of G consecutive batches' worth of them by history length, cuts the pools into batches
 and shuffles the order of the batches: each batch then holds histories of similar length, and a
 model that trims each batch to its longest history (``trim_padding``) does less work on padding.
-Every sample is still seen exactly once per epoch. G = 0 keeps RecBole's own loader.
+Every sample is still seen exactly once per epoch. G = 0 keeps RecBole's order.
+
+RecBole builds every batch on the CPU (slicing its Interaction, collating, then a copy to the
+device), which sets the pace of a GPU. With ``train_loader: device`` the training samples' tensors
+are moved to the model's device once and each batch is gathered there by an index tensor.
+
+In a distributed run (``--nproc``) every process makes the same order and takes its share of
+each batch (``shard``): disjoint shares, the same number of batches in every process, each sample
+once per epoch.
 
 ``get_dataloader`` wraps RecBole's: ``install.py`` puts it into RecBole's ``data_preparation``,
-which then builds this loader whenever the config asks for grouping.
+which then builds this loader whenever the config asks for grouping or the device loader.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 import torch
 from recbole.data.dataloader import TrainDataLoader
+from recbole.data.interaction import Interaction
 
 if TYPE_CHECKING:
     from recbole.config import Config
@@ -46,41 +55,132 @@ def length_grouped_order(
     return torch.cat(batches) if batches else perm
 
 
-class LengthGroupedTrainDataLoader(TrainDataLoader):
-    """RecBole's ``TrainDataLoader`` with batches of similar history length (see the module).
+class SequentialTrainDataLoader(TrainDataLoader):
+    """RecBole's ``TrainDataLoader`` that makes each epoch's batches itself (see the module).
 
-    The underlying DataLoader walks positions 0..n-1 in order, in runs of ``step``; ``collate_fn``
-    maps each run through this epoch's grouped order, made anew at every ``iter()``.
+    The batches of an epoch are index tensors over the training samples, in one of two orders:
+    length-grouped (``train_length_grouping`` > 0, its own generator), or RecBole's (its loader's
+    sampler, drawn from RecBole's generator, so the batches are RecBole's own). In a distributed
+    run every process makes the same order and takes its share of each batch (``shard``). A batch
+    is then gathered by RecBole's ``collate_fn`` (``train_loader: recbole``), or, with
+    ``train_loader: device``, by indexing the training samples' tensors, moved once to the model's
+    device: no per-batch collation in Python and no per-batch copy to the device. The device loader
+    carries what a sequential model reads of a sample (user, target item, item sequence and its
+    length), not the other columns RecBole's batches hold (timestamps).
     """
 
     def __init__(self, config, dataset, sampler, shuffle=False):
-        self.group_shuffle = shuffle
         self.pool_batches = config["train_length_grouping"]
         self.lengths = dataset.inter_feat[config["ITEM_LIST_LENGTH_FIELD"]]
         self.order_generator = torch.Generator()
         self.order_generator.manual_seed(config["seed"])
-        self.order = torch.arange(len(dataset))
-        super().__init__(config, dataset, sampler, shuffle=False)  # positions in order; we permute
-        self.shuffle = shuffle
+        self.world_size = 1 if config["single_spec"] else config["world_size"]
+        self.rank = 0 if config["single_spec"] else config["local_rank"] + config["offset"]
+        self._index_only = False
+        self.batch_step = None
+        super().__init__(config, dataset, sampler, shuffle=shuffle)
+        self.fields = None
+        if config["train_loader"] == "device":  # what a sequential model reads of a training sample
+            names = (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"],
+                     config["ITEM_LIST_LENGTH_FIELD"])
+            self.fields = {k: dataset.inter_feat[k].to(config["device"]) for k in names}
 
-    def __iter__(self):
-        self.order = length_grouped_order(
-            self.lengths, self.step, self.pool_batches, self.order_generator, self.group_shuffle
-        )
-        return super().__iter__()
+    def _init_batch_size_and_step(self):
+        super()._init_batch_size_and_step()
+        self.batch_step = self.step  # samples per batch over all processes (RecBole divides step)
 
     def collate_fn(self, index):
-        return super().collate_fn(self.order[np.asarray(index)].numpy())
+        if self._index_only:  # RecBole's sampler walked for its order only (epoch_batches)
+            return torch.as_tensor(np.asarray(index), dtype=torch.long)
+        return super().collate_fn(index)
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """This epoch's batches of this process: index tensors over the training samples."""
+        if self.pool_batches:
+            order = length_grouped_order(
+                self.lengths, self.batch_step, self.pool_batches, self.order_generator, self.shuffle
+            )
+            batches = list(order.split(self.batch_step))
+        elif self.world_size > 1:
+            n = len(self.lengths)
+            order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+            batches = list(order.split(self.batch_step))
+        else:
+            batches = self._recbole_batches()
+        return shard(batches, self.rank, self.world_size)
+
+    def _recbole_batches(self):
+        """The batches RecBole's loader would give this epoch, drawn as it draws them."""
+        from torch.utils.data import RandomSampler
+
+        sampler, n = self.sampler, len(self.lengths)
+        if type(sampler) is RandomSampler and sampler.generator is self.generator and not sampler.replacement \
+                and sampler.num_samples == n:
+            # what torch's DataLoader and RandomSampler draw per epoch: the iterator's base seed,
+            # the permutation, and one more permutation when the sampler runs out
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            order = torch.randperm(n, generator=self.generator)
+            torch.randperm(n, generator=self.generator)
+            return list(order.split(self.batch_step))
+        self._index_only = True  # any other sampler: walk RecBole's loader for the indices alone
+        try:
+            return list(super().__iter__())
+        finally:
+            self._index_only = False
+
+    def __iter__(self):
+        batches = self.epoch_batches()
+        if self.fields is None:
+            for index in batches:
+                yield super().collate_fn(index.numpy())
+            return
+        device = next(iter(self.fields.values())).device
+        order = torch.cat(batches).to(device)  # one copy per epoch
+        for index in order.split([len(b) for b in batches]):
+            yield Interaction({k: torch.index_select(v, 0, index) for k, v in self.fields.items()})
+
+    def __len__(self):
+        return n_shard_batches(len(self.lengths), self.batch_step, self.world_size)
+
+
+def shard(batches: list[torch.Tensor], rank: int, world_size: int) -> list[torch.Tensor]:
+    """Process ``rank``'s share of every batch: elements rank, rank + world_size, ... A last batch
+    smaller than ``world_size`` joins the one before, so that every process gets the same number
+    of non-empty batches and every sample is used once per epoch over all processes."""
+    if world_size == 1:
+        return batches
+    if len(batches) > 1 and len(batches[-1]) < world_size:
+        batches = batches[:-2] + [torch.cat(batches[-2:])]
+    if not batches or len(batches[-1]) < world_size:
+        raise ValueError(f"fewer training samples than the {world_size} processes of the run")
+    return [b[rank::world_size] for b in batches]
+
+
+def n_shard_batches(n: int, batch_size: int, world_size: int) -> int:
+    """How many batches ``shard`` gives each process for ``n`` samples in batches of ``batch_size``."""
+    batches = -(-n // batch_size)
+    if world_size > 1 and batches > 1 and 0 < n % batch_size < world_size:
+        batches -= 1
+    return batches
 
 
 def get_dataloader(config: Config, phase: str, recbole_get_dataloader: Callable[[Config, str], type]) -> type:
     """RecBole's dataloader class for ``phase`` (``recbole_get_dataloader``: RecBole's own lookup),
-    or the length-grouped one for training when the config sets ``train_length_grouping`` > 0."""
+    or ours for training when the config asks for length-grouped batches or batches gathered on
+    the device (in one process or several)."""
     cls = recbole_get_dataloader(config, phase)
-    if phase == "train" and config["train_length_grouping"] and cls is TrainDataLoader:
-        if not config["single_spec"]:
-            raise ValueError("train_length_grouping does not support distributed training; set it to 0")
-        return LengthGroupedTrainDataLoader
+    if phase != "train" or cls is not TrainDataLoader:
+        return cls
+    if config["train_loader"] == "device":
+        from recbole_diffurec.errors import UsageError
+
+        if config["transform"] or config["train_neg_sample_args"]["distribution"] != "none":
+            raise UsageError(
+                "train_loader: device gathers the stored training samples as they are; it does not "
+                "support transform or negative sampling (train_neg_sample_args). Use train_loader: recbole."
+            )
+    if config["train_length_grouping"] or config["train_loader"] == "device":
+        return SequentialTrainDataLoader
     return cls
 
 

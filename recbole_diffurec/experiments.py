@@ -76,9 +76,10 @@ def record_label(record: dict[str, Any]) -> str:
 
 def run_grid(
     models, datasets, seeds, out, config_files=None, config_dict=None, cmd_args=(), force=False, log=print,
-    variant=None,
+    variant=None, distributed=None,
 ):
-    """Train and test every (dataset, model, seed); returns the records of this grid."""
+    """Train and test every (dataset, model, seed); returns the records of this grid.
+    ``distributed``: ``quick_start.run``'s nproc/world_size/ip/port/group_offset for every run."""
     from recbole_diffurec.quick_start import run
 
     from recbole_diffurec.config import route_cmd_args
@@ -115,6 +116,7 @@ def run_grid(
                 state_file=state_file,
                 resume=resume,
                 log_file=log_file,
+                **(distributed or {}),
             )
             record.update(
                 status="ok",
@@ -138,7 +140,7 @@ def run_grid(
 
 
 def compare(models, datasets, seeds, out, config_files=None, config_dict=None, cmd_args=(), force=False,
-            variant=None, baseline=None, log=print):
+            variant=None, baseline=None, log=print, distributed=None):
     """The compare command: check every (model, dataset) configuration before the first run, run
     the grid (``run_grid``), rebuild the tables; returns (records, {table name: markdown})."""
     from recbole_diffurec.config import Config, route_cmd_args
@@ -152,7 +154,7 @@ def compare(models, datasets, seeds, out, config_files=None, config_dict=None, c
             log(f"{model} does not define {', '.join('--' + k for k in left_out)}: not passed to it")
         for dataset in datasets:
             Config(model, dataset, config_files, config_dict, own_args)
-    records = run_grid(models, datasets, seeds, out, config_files, config_dict, cmd_args, force, log, variant)
+    records = run_grid(models, datasets, seeds, out, config_files, config_dict, cmd_args, force, log, variant, distributed)
     return records, build_tables(out, baseline, log)
 
 

@@ -28,8 +28,9 @@ def state_file_for(checkpoint: str) -> str:
 def run(
     model: str | type, dataset: str, config_file_list: list[str] | None = None, config_dict: dict | None = None,
     cmd_args: Sequence[str] = (), saved: bool = True, state_file: str | None = None, resume: bool = False,
-    log_file: str | None = None,
-) -> dict[str, Any]:
+    log_file: str | None = None, nproc: int = 1, world_size: int = -1, ip: str = "localhost",
+    port: int | str = 5678, group_offset: int = 0,
+) -> dict[str, Any] | None:
     """Train ``model`` on ``dataset``, select on validation, evaluate once on test.
 
     With ``saved``, the training state is written after every epoch to ``state_file`` (default:
@@ -38,12 +39,69 @@ def run(
     results, the test results, the checkpoint path (None when ``saved`` is False), the training
     state's path, the number of trained epochs and the wall seconds spent training (over every
     process that trained the run) and testing. ``log_file``: this run's log also goes there.
+
+    ``nproc`` > 1 (or ``world_size`` > 0) trains on several processes through torch.distributed,
+    as RecBole's ``run``: ``nproc`` processes are spawned on this machine with global ranks
+    ``group_offset`` .. ``group_offset + nproc - 1`` of ``world_size`` (default ``nproc``), meeting
+    at ``ip:port``. Each takes its share of every training batch, gradients are averaged, the
+    metrics are gathered over the ranks and rank 0 saves the checkpoint. Returns rank 0's result
+    (None on a machine without rank 0).
     """
+    if nproc > 1 or world_size > 0:
+        return _run_distributed(
+            model, dataset, config_file_list, config_dict, cmd_args, saved, state_file, resume, log_file,
+            nproc, world_size if world_size > 0 else nproc, ip, port, group_offset,
+        )
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     counts = check_inter_file(config)  # before any file is written
     init_seed(config["seed"], config["reproducibility"])
     with run_logging(config, log_file):
         return _run(config, counts, saved, state_file, resume)
+
+
+def _run_distributed(model, dataset, config_file_list, config_dict, cmd_args, saved, state_file, resume, log_file,
+                     nproc, world_size, ip, port, group_offset):
+    """RecBole's spawn/queue path (``recbole.quick_start.run``) with our run in each process."""
+    import torch.multiprocessing as mp
+
+    if nproc < 1 or world_size < nproc + group_offset:
+        raise UsageError(
+            f"--nproc={nproc} with --group_offset={group_offset} needs --world_size >= {nproc + group_offset} "
+            f"(got {world_size})."
+        )
+    model_name = model if isinstance(model, str) else model.__name__
+    config = Config(model_name, dataset, config_file_list, config_dict, cmd_args)  # every check, before spawning
+    check_inter_file(config)
+    # RecBole creates ./log/<model> and the checkpoint folder in every process, checking first and
+    # creating then: two processes can both find it missing and one fails. Created here, once.
+    os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
+    os.makedirs(config["checkpoint_dir"], exist_ok=True)
+    queue = mp.get_context("spawn").SimpleQueue()
+    dist = dict(config_dict or {}, world_size=world_size, ip=ip, port=str(port), nproc=nproc, offset=group_offset)
+    mp.spawn(
+        _run_rank,
+        args=(model_name, dataset, config_file_list, dist, list(cmd_args), saved, state_file, resume, log_file, queue),
+        nprocs=nproc,
+        join=True,
+    )
+    return None if queue.empty() else queue.get()
+
+
+def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, saved, state_file, resume, log_file, queue):
+    """One process of a distributed run (``mp.spawn`` passes ``rank``, the local rank)."""
+    import torch.distributed as dist
+
+    config = Config(model, dataset, config_file_list, dict(config_dict, local_rank=rank), cmd_args)
+    counts = check_inter_file(config)
+    init_seed(config["seed"], config["reproducibility"])
+    try:
+        with run_logging(config, log_file if rank == 0 else None):
+            result = _run(config, counts, saved, state_file, resume)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if rank == 0 and config["offset"] == 0:
+        queue.put(result)
 
 
 _RECBOLE_HANDLERS = []  # the handlers RecBole's init_logger added for the previous run

@@ -65,7 +65,23 @@ def _comparable_config(config):
 
 class Trainer(RecBoleTrainer):
     def __init__(self, config, model):
-        super().__init__(config, model)
+        if not config["single_spec"] and config["device"].type == "cpu":
+            # RecBole wraps the model in DDP with device_ids=[local_rank], which a CPU module
+            # refuses; the same wrapping without device ids
+            config["single_spec"] = True
+            try:
+                super().__init__(config, model)
+            finally:
+                config["single_spec"] = False
+            self.distributed_model = torch.nn.parallel.DistributedDataParallel(self.model)
+        else:
+            super().__init__(config, model)
+        if not config["single_spec"]:
+            # every process names the best checkpoint after its own clock; rank 0 saves it, so
+            # all of them must use rank 0's name to load it for the test
+            names = [self.saved_model_file]
+            torch.distributed.broadcast_object_list(names, src=0)
+            self.saved_model_file = names[0]
         self.lr_step_size = config["lr_step_size"]
         self.lr_gamma = config["lr_gamma"]
         self.scheduler = self._build_scheduler()
@@ -120,7 +136,10 @@ class Trainer(RecBoleTrainer):
         return self.seconds_before + (time.time() - self._fit_start if self._fit_start else 0.0)
 
     def save_training_state(self, epoch_idx: int) -> None:
-        """Write everything needed to continue after ``epoch_idx`` to ``state_file``, atomically."""
+        """Write everything needed to continue after ``epoch_idx`` to ``state_file``, atomically.
+        In a distributed run rank 0 writes it, with its own random generators."""
+        if not self.config["single_spec"] and self.config["local_rank"] != 0:
+            return
         state = {
             "format": STATE_FORMAT,
             "config": _comparable_config(self.config),
@@ -188,6 +207,11 @@ class Trainer(RecBoleTrainer):
             generator.set_state(state["loaders"][name])
         self.logger.info(f"Resumed from {state_file}: training continues at epoch {self.start_epoch}")
         return state
+
+    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
+        if load_best_model and not self.config["single_spec"]:
+            torch.distributed.barrier()  # rank 0 has finished writing the best checkpoint
+        return super().evaluate(eval_data, load_best_model, model_file, show_progress)
 
     def resume_checkpoint(self, resume_file):
         super().resume_checkpoint(resume_file)

@@ -8,7 +8,7 @@ from recbole.data.dataloader import TrainDataLoader
 
 from conftest import tiny_args
 from recbole_diffurec.config import Config
-from recbole_diffurec.data import LengthGroupedTrainDataLoader, length_grouped_order
+from recbole_diffurec.data import SequentialTrainDataLoader, length_grouped_order
 from recbole_diffurec.utils import get_model
 
 
@@ -61,7 +61,7 @@ def epoch_samples(config, train):
 def test_grouped_loader_sees_every_sample_once_in_shorter_batches(tiny_data, workdir):
     config, (plain, _, _) = loaders(tiny_data, 0)
     gconfig, (grouped, _, _) = loaders(tiny_data, 2)
-    assert type(plain) is TrainDataLoader and isinstance(grouped, LengthGroupedTrainDataLoader)
+    assert type(plain) is TrainDataLoader and isinstance(grouped, SequentialTrainDataLoader)
     plain_samples, plain_padded = epoch_samples(config, plain)
     first, grouped_padded = epoch_samples(gconfig, grouped)
     second, _ = epoch_samples(gconfig, grouped)

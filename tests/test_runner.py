@@ -238,6 +238,11 @@ BAD_INPUTS = [
     (["--models=SASRec", "--seeds=1,x"], ["--seeds", "integers"]),
     (["--models=SASRec", "--seed=3"], ["--seeds"]),
     (["--case_study=nope.pth"], ["nope.pth", "does not exist"]),
+    (["--hyper=nope.hyper"], ["nope.hyper", "does not exist"]),
+    (["--hyper=bad.hyper"], ["bad.hyper", "Illegal param type", "name type values"]),
+    (["--hyper=typo.hyper"], ["'learnin_rate'", "learning_rate"]),
+    (["--hyper=typo.hyper", "--algo=grid"], ["--algo", "exhaustive, random, bayes"]),
+    (["--model=SASRec", "--nproc=2", "--world_size=1"], ["--world_size >= 2"]),
     (["--tables=nowhere"], ["no finished run", "nowhere"]),
     (["--case_study=junk.pth"], ["'junk.pth' is not a checkpoint saved by a run"]),
     (["--case_study=dict.pth"], ["'dict.pth' is not a checkpoint", "lacks 'config'"]),
@@ -250,6 +255,8 @@ def test_bad_input_table(argv, words, capsys, workdir):
 
     (workdir / "junk.pth").write_text("not a checkpoint")
     (workdir / "section.yaml").write_text("DiffuRec: 3\n")
+    (workdir / "bad.hyper").write_text("learning_rate normal 0,1\n")
+    (workdir / "typo.hyper").write_text("learnin_rate choice [0.1]\n")
     torch.save({"a": 1}, workdir / "dict.pth")
     err = main_error(capsys, *argv)
     for word in words:
