@@ -42,6 +42,11 @@ def parse_args(argv):
         "--resume", default=None, metavar="STATE",
         help="continue an interrupted run from its training state (the X.state.pth saved next to its checkpoint X.pth)",
     )
+    parser.add_argument(
+        "--prepare", default=None, metavar="NAMES",
+        help="download, check and convert the papers' datasets into --data_path (default dataset/): "
+             "amazon-beauty, amazon-toys-games, ml-1m, comma-separated, or all",
+    )
     dist = parser.add_argument_group("several processes (torch.distributed, RecBole's mechanism; gloo on CPU, NCCL on CUDA)")
     dist.add_argument("--nproc", type=int, default=1, help="processes to train with on this machine (default 1)")
     dist.add_argument("--world_size", type=int, default=-1, help="processes over all machines (default: --nproc)")
@@ -144,6 +149,12 @@ def main(argv=None):
             with open(os.path.join(out, "case_study.md")) as f:
                 print(f.read())
             print(f"case study of {args.case_study} written to {out} (case_study.md/.csv/.json, tsne.png)")
+            return 0
+        if args.prepare:
+            from recbole_diffurec.config import DEFAULT_DATA_PATH
+            from recbole_diffurec.datasets import prepare_all
+
+            prepare_all([n for n in args.prepare.split(",") if n], args.data_path or DEFAULT_DATA_PATH)
             return 0
         if args.hyper:
             from recbole_diffurec.tuning import tune

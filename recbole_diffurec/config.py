@@ -465,10 +465,25 @@ class Config(RecBoleConfig):
         expected = os.path.join(data_path, f"{self.dataset}.inter")
         if os.path.isfile(expected) or self.final_config_dict.get("benchmark_filename"):
             return
+        from recbole_diffurec.datasets import SOURCES
+
+        if self.dataset in SOURCES:
+            raise UsageError(
+                f"dataset '{self.dataset}' not found at {expected}. Get it with: python run_recbole_diffurec.py "
+                f"--prepare={self.dataset}" + (f" --data_path={os.path.dirname(data_path)}" if
+                                               os.path.dirname(data_path) != DEFAULT_DATA_PATH else "")
+                + f", or pass --data_path=DIR where DIR/{self.dataset}/{self.dataset}.inter exists."
+            )
+        if self.final_config_dict["download"] and self.dataset not in dataset_names():
+            return  # quick_start downloads RecBole's copy before anything reads it
         known = dataset_names()
         if self.dataset not in known and not os.path.isdir(data_path):
+            from recbole_diffurec.datasets import recbole_url
+
             close = difflib.get_close_matches(self.dataset, known, n=3, cutoff=0.5)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
+            if recbole_url(self.dataset):
+                hint += " RecBole can download it: add --download=True."
             raise UsageError(
                 f"unknown dataset '{self.dataset}'.{hint} Configured datasets: {', '.join(known)}. "
                 f"For your own data, put RecBole atomic files at {expected}."

@@ -53,6 +53,7 @@ def run(
             nproc, world_size if world_size > 0 else nproc, ip, port, group_offset,
         )
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
+    fetch_if_asked(config)
     counts = check_inter_file(config)  # before any file is written
     init_seed(config["seed"], config["reproducibility"])
     with run_logging(config, log_file):
@@ -71,6 +72,7 @@ def _run_distributed(model, dataset, config_file_list, config_dict, cmd_args, sa
         )
     model_name = model if isinstance(model, str) else model.__name__
     config = Config(model_name, dataset, config_file_list, config_dict, cmd_args)  # every check, before spawning
+    fetch_if_asked(config)
     check_inter_file(config)
     # RecBole creates ./log/<model> and the checkpoint folder in every process, checking first and
     # creating then: two processes can both find it missing and one fails. Created here, once.
@@ -102,6 +104,14 @@ def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, sav
             dist.destroy_process_group()
     if rank == 0 and config["offset"] == 0:
         queue.put(result)
+
+
+def fetch_if_asked(config: Config) -> None:
+    """With ``download: True``, RecBole's copy of a dataset the data path lacks (``datasets.recbole_download``)."""
+    if config["download"] and not os.path.isfile(os.path.join(config["data_path"], f"{config['dataset']}.inter")):
+        from recbole_diffurec.datasets import recbole_download
+
+        recbole_download(config["dataset"], config["data_path"])
 
 
 _RECBOLE_HANDLERS = []  # the handlers RecBole's init_logger added for the previous run
