@@ -101,24 +101,27 @@ class SequentialTrainDataLoader(TrainDataLoader):
                 self.lengths, self.batch_step, self.pool_batches, self.order_generator, self.shuffle
             )
             batches = list(order.split(self.batch_step))
-        elif self.world_size > 1:
-            n = len(self.lengths)
-            order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-            batches = list(order.split(self.batch_step))
         else:
             batches = self._recbole_batches()
         return shard(batches, self.rank, self.world_size)
 
     def _recbole_batches(self):
-        """The batches RecBole's loader would give this epoch, drawn as it draws them."""
-        from torch.utils.data import RandomSampler
+        """The batches RecBole's loader gives in one process this epoch, drawn as it draws them;
+        in a distributed run every process draws the same, so the processes share the batches of
+        a single-process run (RecBole's own distributed sampler has an order of its own)."""
+        from torch.utils.data import RandomSampler, SequentialSampler
 
-        sampler, n = self.sampler, len(self.lengths)
-        if type(sampler) is RandomSampler and sampler.generator is self.generator and not sampler.replacement \
-                and sampler.num_samples == n:
+        n = len(self.lengths)
+        plain = self.world_size > 1 or (
+            type(self.sampler) is RandomSampler and self.sampler.generator is self.generator
+            and not self.sampler.replacement and self.sampler.num_samples == n
+        ) or type(self.sampler) is SequentialSampler
+        if plain:
             # what torch's DataLoader and RandomSampler draw per epoch: the iterator's base seed,
             # the permutation, and one more permutation when the sampler runs out
             torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+            if not self.shuffle:
+                return list(torch.arange(n).split(self.batch_step))
             order = torch.randperm(n, generator=self.generator)
             torch.randperm(n, generator=self.generator)
             return list(order.split(self.batch_step))

@@ -145,3 +145,20 @@ def test_search_runs_writes_every_trial_and_a_best_yaml_and_resumes_after_kill(t
     config = Config("DiffuRecSys", "ml-100k", [str(out / "best.yaml")], None, [f"--data_path={tiny_data}"])
     assert config["learning_rate"] == best["params"]["learning_rate"]
     assert config["dropout_prob"] == best["params"]["dropout_prob"]
+
+
+@pytest.mark.parametrize("grouping", [0, 4])
+def test_each_process_gets_its_share_of_the_single_process_batches(tiny_data, workdir, grouping):
+    """Under --nproc the processes split the very batches of a one-process run (RecBole's order or
+    the grouped one), epoch after epoch: the same training data order, only spread out."""
+    extra = ("--train_loader=device", f"--train_length_grouping={grouping}")
+    single = train_loader(tiny_data, "DiffuRec", *extra)
+    ranks = [train_loader(tiny_data, "DiffuRec", *extra) for _ in range(2)]
+    for r, loader in enumerate(ranks):  # what a process of a 2-process run is told by its config
+        loader.world_size, loader.rank = 2, r
+    for _ in range(2):
+        expected = single.epoch_batches()
+        for r, loader in enumerate(ranks):
+            got = loader.epoch_batches()
+            assert len(got) == len(loader) == len(shard(expected, r, 2))
+            assert all(torch.equal(a, b) for a, b in zip(got, shard(expected, r, 2)))
