@@ -172,10 +172,11 @@ class Trainer(RecBoleTrainer):
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ResumeError(f"{state_file} is not a training state saved by this version; delete it to start afresh.")
         now = _comparable_config(self.config)
-        # over the keys of today's config: one only the saved run has is one this model does not
-        # define (an older version passed e.g. SASRec's inner_size from a shared file): it never
-        # reached the model
-        differ = sorted(k for k in now if now[k] != state["config"].get(k))
+        # over the keys both have: one only the saved run has is one this model does not define
+        # (an older version passed e.g. SASRec's inner_size from a shared file: it never reached
+        # the model); one only today's config has is newer than the saved run (train_loader,
+        # dist_backend, download), whose default is how that run behaved
+        differ = sorted(k for k in now if k in state["config"] and now[k] != state["config"][k])
         if differ:
             shown = ", ".join(f"{k} (saved {state['config'].get(k, 'absent')}, now {now.get(k, 'absent')})" for k in differ[:5])
             raise ResumeError(

@@ -182,6 +182,13 @@ def test_resume_from_the_command_line(capsys, tiny_data, workdir):
     assert os.path.isfile(state)
     assert runner.main(["--model=SASRec", f"--resume={state}"] + tiny_args(tiny_data, "--epochs=2")) == 0
     assert runner.main(["--model=SASRec", f"--resume={state}"] + tiny_args(tiny_data, "--epochs=2", "--learning_rate=0.5")) == 2
+    # a state saved before a key existed resumes: the key's default is how that run behaved
+    import torch
+
+    saved = torch.load(state, weights_only=False)
+    del saved["config"]["train_loader"]
+    torch.save(saved, state)
+    assert runner.main(["--model=SASRec", f"--resume={state}"] + tiny_args(tiny_data, "--epochs=3")) == 0
     err = capsys.readouterr().err
     assert err.startswith("error: the training state") and "learning_rate" in err and "delete the state" in err
 
