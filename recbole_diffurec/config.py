@@ -108,8 +108,8 @@ def route_cmd_args(cmd_args: Sequence[str], model: str, models: Sequence[str]) -
     unknown = [k for k in keys if k not in grid]
     if unknown:
         raise_unknown_keys(unknown, grid, "the models " + ", ".join(models))
-    kept = own_args(cmd_args, model)
-    return kept, [k for k in keys if k not in parse_cmd_args(kept)]
+    own = known_keys(get_model(model))
+    return own_args(cmd_args, model), [k for k in keys if k not in own]
 
 
 def own_args(cmd_args: Sequence[str], model: str) -> list[str]:
@@ -122,8 +122,8 @@ def raise_unknown_keys(unknown: Sequence[str], known: Iterable[str], who: str) -
     """One UsageError naming each unknown key, with close spellings or the models that define it."""
     hints = []
     for key in unknown:
-        close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
         owners = models_defining(key)
+        close = [] if owners else difflib.get_close_matches(key, known, n=3, cutoff=0.6)
         if owners:
             shown = ", ".join(owners[:4]) + (f" and {len(owners) - 4} more" if len(owners) > 4 else "")
             hints.append(f"'{key}' (a key of {shown}; in a config file shared by several models put it "

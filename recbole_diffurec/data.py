@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Sequence
 
-import numpy as np
 import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
@@ -76,7 +75,6 @@ class SequentialTrainDataLoader(TrainDataLoader):
         self.order_generator.manual_seed(config["seed"])
         self.world_size = 1 if config["single_spec"] else config["world_size"]
         self.rank = 0 if config["single_spec"] else config["local_rank"] + config["offset"]
-        self._index_only = False
         self.batch_step = None
         super().__init__(config, dataset, sampler, shuffle=shuffle)
         self.fields = None
@@ -88,11 +86,6 @@ class SequentialTrainDataLoader(TrainDataLoader):
     def _init_batch_size_and_step(self):
         super()._init_batch_size_and_step()
         self.batch_step = self.step  # samples per batch over all processes (RecBole divides step)
-
-    def collate_fn(self, index):
-        if self._index_only:  # RecBole's sampler walked for its order only (epoch_batches)
-            return torch.as_tensor(np.asarray(index), dtype=torch.long)
-        return super().collate_fn(index)
 
     def epoch_batches(self) -> list[torch.Tensor]:
         """This epoch's batches of this process: index tensors over the training samples."""
@@ -109,27 +102,16 @@ class SequentialTrainDataLoader(TrainDataLoader):
         """The batches RecBole's loader gives in one process this epoch, drawn as it draws them;
         in a distributed run every process draws the same, so the processes share the batches of
         a single-process run (RecBole's own distributed sampler has an order of its own)."""
-        from torch.utils.data import RandomSampler, SequentialSampler
-
+        # what torch's DataLoader draws per epoch from RecBole's generator (the iterator's base
+        # seed), then its RandomSampler (the permutation, and one more when it runs out); without
+        # shuffling, RecBole's SequentialSampler. tests/test_scale.py holds this to RecBole's loader.
         n = len(self.lengths)
-        plain = self.world_size > 1 or (
-            type(self.sampler) is RandomSampler and self.sampler.generator is self.generator
-            and not self.sampler.replacement and self.sampler.num_samples == n
-        ) or type(self.sampler) is SequentialSampler
-        if plain:
-            # what torch's DataLoader and RandomSampler draw per epoch: the iterator's base seed,
-            # the permutation, and one more permutation when the sampler runs out
-            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
-            if not self.shuffle:
-                return list(torch.arange(n).split(self.batch_step))
-            order = torch.randperm(n, generator=self.generator)
-            torch.randperm(n, generator=self.generator)
-            return list(order.split(self.batch_step))
-        self._index_only = True  # any other sampler: walk RecBole's loader for the indices alone
-        try:
-            return list(super().__iter__())
-        finally:
-            self._index_only = False
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        if not self.shuffle:
+            return list(torch.arange(n).split(self.batch_step))
+        order = torch.randperm(n, generator=self.generator)
+        torch.randperm(n, generator=self.generator)
+        return list(order.split(self.batch_step))
 
     def __iter__(self):
         batches = self.epoch_batches()

@@ -55,6 +55,10 @@ def run(
     config = Config(model, dataset, config_file_list, config_dict, cmd_args)
     fetch_if_asked(config)
     counts = check_inter_file(config)  # before any file is written
+    return _logged_run(config, counts, saved, state_file, resume, log_file)
+
+
+def _logged_run(config, counts, saved, state_file, resume, log_file):
     init_seed(config["seed"], config["reproducibility"])
     with run_logging(config, log_file):
         return _run(config, counts, saved, state_file, resume)
@@ -73,7 +77,7 @@ def _run_distributed(model, dataset, config_file_list, config_dict, cmd_args, sa
     model_name = model if isinstance(model, str) else model.__name__
     config = Config(model_name, dataset, config_file_list, config_dict, cmd_args)  # every check, before spawning
     fetch_if_asked(config)
-    check_inter_file(config)
+    counts = check_inter_file(config)  # once, here; the processes get the counts
     # RecBole creates ./log/<model> and the checkpoint folder in every process, checking first and
     # creating then: two processes can both find it missing and one fails. Created here, once.
     os.makedirs(os.path.join("log", config["model"]), exist_ok=True)
@@ -82,23 +86,22 @@ def _run_distributed(model, dataset, config_file_list, config_dict, cmd_args, sa
     dist = dict(config_dict or {}, world_size=world_size, ip=ip, port=str(port), nproc=nproc, offset=group_offset)
     mp.spawn(
         _run_rank,
-        args=(model_name, dataset, config_file_list, dist, list(cmd_args), saved, state_file, resume, log_file, queue),
+        args=(model_name, dataset, config_file_list, dist, list(cmd_args), counts, saved, state_file, resume, log_file,
+              queue),
         nprocs=nproc,
         join=True,
     )
     return None if queue.empty() else queue.get()
 
 
-def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, saved, state_file, resume, log_file, queue):
+def _run_rank(rank, model, dataset, config_file_list, config_dict, cmd_args, counts, saved, state_file, resume,
+              log_file, queue):
     """One process of a distributed run (``mp.spawn`` passes ``rank``, the local rank)."""
     import torch.distributed as dist
 
     config = Config(model, dataset, config_file_list, dict(config_dict, local_rank=rank), cmd_args)
-    counts = check_inter_file(config)
-    init_seed(config["seed"], config["reproducibility"])
     try:
-        with run_logging(config, log_file if rank == 0 else None):
-            result = _run(config, counts, saved, state_file, resume)
+        result = _logged_run(config, counts, saved, state_file, resume, log_file if rank == 0 else None)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
