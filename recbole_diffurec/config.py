@@ -456,6 +456,12 @@ class Config(RecBoleConfig):
             problem = check_value(key, value, kind, constraint) if kind else None
             if problem:
                 raise UsageError(problem + ".")
+        plateau, stopping = self.final_config_dict.get("lr_plateau_patience"), self.final_config_dict.get("stopping_step")
+        if plateau and isinstance(stopping, int) and plateau >= stopping:
+            raise UsageError(
+                f"lr_plateau_patience ({plateau}) must be less than stopping_step ({stopping}), or the run stops "
+                "before the learning rate decays; lower it, or set it to 0 (off)."
+            )
         hidden, heads = self.final_config_dict.get("hidden_size"), self.final_config_dict.get("n_heads")
         if isinstance(hidden, int) and isinstance(heads, int) and heads > 0 and hidden % heads:
             raise UsageError(f"hidden_size ({hidden}) must be divisible by n_heads ({heads}).")

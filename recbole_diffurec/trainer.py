@@ -3,7 +3,10 @@ that says what to do.
 
 The schedule is general: any model our runner trains with RecBole's plain trainer (SASRec, GRU4Rec,
 BERT4Rec, DiffuRec, DiffuRecSys) gets it from two keys in ``properties/overall.yaml``:
-``lr_step_size`` (0 = constant learning rate) and ``lr_gamma``.
+``lr_step_size`` (0 = constant learning rate) and ``lr_gamma``. A third, ``lr_plateau_patience``,
+also decays the learning rate by ``lr_gamma`` when validation has not improved for that many
+evaluations (early stopping's counter reaching it), so a run early stopping would end gets a
+smaller step first.
 
 Resume: with ``state_file`` set, the full training state (model, optimizer, schedule, epoch,
 early-stopping counters, best validation so far, the best checkpoint's path, every random number
@@ -85,6 +88,7 @@ class Trainer(RecBoleTrainer):
         self.lr_step_size = config["lr_step_size"]
         self.lr_gamma = config["lr_gamma"]
         self.scheduler = self._build_scheduler()
+        self.lr_plateau_patience = config["lr_plateau_patience"] or 0
         self._epoch_idx = 0
         self.state_file = None  # where fit() writes the training state each epoch (None: nowhere)
         self.seconds_before = 0.0  # training seconds of the run before it was resumed
@@ -124,12 +128,24 @@ class Trainer(RecBoleTrainer):
         self._fit_start = time.time()
 
         def callback(epoch_idx, valid_score):
+            self._decay_on_plateau(epoch_idx)
             if self.state_file:
                 self.save_training_state(epoch_idx)
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
 
         return super().fit(train_data, valid_data, verbose, saved, show_progress, callback)
+
+    def _decay_on_plateau(self, epoch_idx):
+        # RecBole's counter of evaluations without improvement has just been updated; it resets
+        # on the next improvement, so each plateau decays once
+        if self.lr_plateau_patience and self.cur_step == self.lr_plateau_patience:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.lr_gamma
+            self.logger.info(
+                f"epoch {epoch_idx}: no better validation score for {self.cur_step} evaluations, "
+                f"learning rate x {self.lr_gamma} -> {self.optimizer.param_groups[0]['lr']:.3g}"
+            )
 
     def training_seconds(self) -> float:
         """Training wall seconds of this run, over every process that trained it."""

@@ -30,6 +30,31 @@ def test_no_schedule_keeps_lr(tiny_data, workdir):
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
+def test_plateau_decays_once_per_plateau(tiny_data, workdir):
+    args = ("--epochs=7", "--learning_rate=0.01", "--lr_gamma=0.5", "--lr_plateau_patience=2", "--stopping_step=5")
+    _, trainer, train, valid, _ = build(tiny_data, "SASRec", *args)
+    scores, lrs = iter([0.5, 0.4, 0.4, 0.4, 0.6, 0.5, 0.5]), []
+
+    def valid_epoch(valid_data, show_progress=False):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])  # the lr the epoch just trained with
+        score = next(scores)
+        return score, {"ndcg@10": score}
+
+    trainer._valid_epoch = valid_epoch
+    trainer.fit(train, valid, saved=False)
+    # two evaluations without improvement (epochs 1, 2) decay it; the third does not; the
+    # improvement at epoch 4 starts a new count, which reaches 2 again at epoch 6
+    assert lrs == pytest.approx([0.01, 0.01, 0.01, 0.005, 0.005, 0.005, 0.005])
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
+
+
+def test_plateau_patience_must_be_below_stopping_step(tiny_data, workdir):
+    from recbole_diffurec.errors import UsageError
+
+    with pytest.raises(UsageError, match="lr_plateau_patience \\(5\\) must be less than stopping_step \\(5\\)"):
+        build(tiny_data, "SASRec", "--lr_plateau_patience=5", "--stopping_step=5")
+
+
 def test_resume_restores_schedule(tiny_data, workdir):
     args = ("--epochs=2", "--lr_step_size=1", "--lr_gamma=0.5", "--learning_rate=0.01", "--valid_metric=Hit@20")
     _, trainer, train, valid, _ = build(tiny_data, "SASRec", *args)
