@@ -25,6 +25,11 @@ def state_file_for(checkpoint: str) -> str:
     return (checkpoint[:-4] if checkpoint.endswith(".pth") else checkpoint) + ".state.pth"
 
 
+def checkpoint_for(state_file: str) -> str:
+    """The best checkpoint named after a training state ``X.state.pth``: ``X.pth``."""
+    return (state_file[: -len(".state.pth")] if state_file.endswith(".state.pth") else state_file) + ".pth"
+
+
 def run(
     model: str | type, dataset: str, config_file_list: list[str] | None = None, config_dict: dict | None = None,
     cmd_args: Sequence[str] = (), saved: bool = True, state_file: str | None = None, resume: bool = False,
@@ -177,6 +182,8 @@ def _run(config, counts, saved, state_file, resume):
     trainer = recbole.utils.get_trainer(config["MODEL_TYPE"], config["model"])(config, model_obj)
     resumable = saved and hasattr(trainer, "load_training_state")
     if resumable:
+        if state_file:  # a named run (the compare grid's key): its best checkpoint is named alike
+            trainer.saved_model_file = checkpoint_for(state_file)
         trainer.state_file = state_file or state_file_for(trainer.saved_model_file)
         if resume and os.path.isfile(trainer.state_file):
             trainer.load_training_state(trainer.state_file, train_data)

@@ -79,6 +79,10 @@ class Trainer(RecBoleTrainer):
             self.distributed_model = torch.nn.parallel.DistributedDataParallel(self.model)
         else:
             super().__init__(config, model)
+        # RecBole names the best checkpoint after the second the run started: two runs started
+        # together (seeds launched side by side) would write, and test, one file
+        root, ext = os.path.splitext(self.saved_model_file)
+        self.saved_model_file = f"{root}-{os.getpid()}{ext}"
         if not config["single_spec"]:
             # every process names the best checkpoint after its own clock; rank 0 saves it, so
             # all of them must use rank 0's name to load it for the test

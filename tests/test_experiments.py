@@ -34,6 +34,9 @@ def test_compare_writes_records_and_tables(tiny_data, workdir, capsys):
     recs = records(out)
     assert set(recs) == {f"ml-100k__{m}__seed{s}" for m in ("SASRec", "GRU4Rec") for s in (1, 2)}
     assert all(r["status"] == "ok" and r["train_seconds"] > 0 and os.path.isfile(r["checkpoint"]) for r in recs.values())
+    # each run's best checkpoint is its own, named after it (seeds run side by side once shared
+    # RecBole's per-second name, and both tested one file)
+    assert {k: r["checkpoint"] for k, r in recs.items()} == {k: os.path.join(out, "checkpoints", k + ".pth") for k in recs}
     for name in ("table2_time", "table3_metrics", "table4_ttest", "table5_overall_ml-100k"):
         for ext in ("md", "csv"):
             assert os.path.isfile(os.path.join(out, "tables", f"{name}.{ext}")), name

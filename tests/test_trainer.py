@@ -1,4 +1,6 @@
 """Our Trainer: StepLR schedule, resume, NaN error; RecBole's tools on a checkpoint we saved."""
+import os
+
 import pytest
 import torch
 from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
@@ -21,6 +23,13 @@ def test_step_lr_decays_each_step(tiny_data, workdir):
     # decayed once after epoch 2 (index 1); epoch 3 ran at 0.005 and the third step is not due
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.005)
     assert trainer.scheduler.last_epoch == 3
+
+
+def test_checkpoint_name_is_unique_per_process(tiny_data, workdir):
+    """RecBole names the checkpoint after the second; two processes started in the same second
+    must not share it."""
+    _, trainer, _, _, _ = build(tiny_data, "SASRec")
+    assert trainer.saved_model_file.endswith(f"-{os.getpid()}.pth")
 
 
 def test_no_schedule_keeps_lr(tiny_data, workdir):
