@@ -7,9 +7,12 @@ For each checkpoint, K and ensemble size: every test user is ranked (full rankin
 excluded, the case study's per-user ranks, which reproduce RecBole's metrics) after a reverse
 process of K evenly spaced steps of the trained schedule (averaged over the ensemble's runs); the
 seed is fixed per setting. Beside HR@10 and NDCG@10: RecBole's ItemCoverage@10 and
-TailPercentage@10 of the top-10 lists (the tail of ``tail_ratio``, 0.8).
+TailPercentage@10 of the top-10 lists (the tail of ``tail_ratio``, 0.8). A checkpoint of a model
+without diffusion (SASRec, GRU4Rec, BERT4Rec) is evaluated once, with K and ensemble shown as -,
+so baselines get the same beyond-accuracy columns.
 """
 import argparse
+import contextlib
 import logging
 import os
 import time
@@ -17,7 +20,7 @@ import time
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoints", nargs="+", help=".pth files saved by runs of DiffuRec/DiffuRecSys")
+    parser.add_argument("checkpoints", nargs="+", help=".pth files saved by runs (DiffuRec/DiffuRecSys, or any model)")
     parser.add_argument("--steps", default="32,16,8,4,2,1", help="comma-separated K values (0 = all T)")
     parser.add_argument("--ensembles", default="1", help="comma-separated n_ensemble values")
     args = parser.parse_args(argv)
@@ -34,21 +37,22 @@ def main(argv=None):
     )
     for path in args.checkpoints:
         config, model, train, _, test = load_for_inference(path)
-        for k in (int(s) for s in args.steps.split(",")):
-            for n in (int(s) for s in args.ensembles.split(",")):
-                torch.manual_seed(0)
-                start = time.perf_counter()
-                with model.inference_settings(sampling_steps=k):
-                    _, _, ranks, _, top = user_ranks(model, test, config["device"], n, topk=max(config["topk"]))
-                seconds = time.perf_counter() - start
-                m = metrics_from_ranks(ranks)
-                b = beyond_accuracy(config, train.dataset, top)
-                print(
-                    f"| {os.path.basename(path)} | {config['model']} | {config['seed']} | {k} | {n} | {seconds:.2f} | "
-                    f"{m['hit@10']:.4f} | {m['ndcg@10']:.4f} | {b['itemcoverage@10']:.4f} | {b['tailpercentage@10']:.4f} |",
-                    flush=True,
-                )
-
+        diffusion = hasattr(model, "inference_settings")
+        grid = [(int(k), int(n)) for k in args.steps.split(",") for n in args.ensembles.split(",")]
+        for k, n in grid if diffusion else [(None, None)]:
+            torch.manual_seed(0)
+            start = time.perf_counter()
+            with model.inference_settings(sampling_steps=k) if diffusion else contextlib.nullcontext():
+                _, _, ranks, _, top = user_ranks(model, test, config["device"], n, topk=max(config["topk"]))
+            seconds = time.perf_counter() - start
+            m = metrics_from_ranks(ranks)
+            b = beyond_accuracy(config, train.dataset, top)
+            shown_k, shown_n = ("-", "-") if k is None else (k, n)
+            print(
+                f"| {os.path.basename(path)} | {config['model']} | {config['seed']} | {shown_k} | {shown_n} | {seconds:.2f} | "
+                f"{m['hit@10']:.4f} | {m['ndcg@10']:.4f} | {b['itemcoverage@10']:.4f} | {b['tailpercentage@10']:.4f} |",
+                flush=True,
+            )
 
 if __name__ == "__main__":
     main()

@@ -37,6 +37,23 @@ def test_sampling_steps_script(checkpoint, capsys):
     assert all(0 <= float(r.split(" | ")[7]) <= 1 for r in rows)  # NDCG@10
 
 
+def test_sampling_steps_script_on_a_baseline(tiny_data, workdir, capsys):
+    """A model without diffusion is evaluated once, and its figures are RecBole's own."""
+    from recbole_diffurec.quick_start import run
+
+    result = run("SASRec", "ml-100k", cmd_args=tiny_args(
+        tiny_data, f"--checkpoint_dir={workdir}", "--metrics=['Hit','NDCG','ItemCoverage','TailPercentage']"))
+    capsys.readouterr()
+    script("sampling_steps").main([result["checkpoint"], "--steps=4,1", "--ensembles=1,2"])
+    rows = table_rows(capsys.readouterr().out)
+    assert len(rows) == 1
+    cells = rows[0].strip(" |").split(" | ")
+    assert cells[1] == "SASRec" and cells[3:5] == ["-", "-"]
+    test = result["test_result"]
+    assert [float(c) for c in cells[6:10]] == pytest.approx(
+        [test["hit@10"], test["ndcg@10"], test["itemcoverage@10"], test["tailpercentage@10"]], abs=1e-4)
+
+
 def test_pathway_script(checkpoint, capsys):
     script("pathway").main([checkpoint, "--users=20", "--runs=2"])
     rows = table_rows(capsys.readouterr().out)
