@@ -93,6 +93,8 @@ class Trainer(RecBoleTrainer):
         self.lr_gamma = config["lr_gamma"]
         self.scheduler = self._build_scheduler()
         self.lr_plateau_patience = config["lr_plateau_patience"] or 0
+        self.lr_plateau_max_decays = config["lr_plateau_max_decays"] or 0
+        self.plateau_decays = 0  # plateau decays so far in this run (saved with the training state)
         self._epoch_idx = 0
         self.state_file = None  # where fit() writes the training state each epoch (None: nowhere)
         self.seconds_before = 0.0  # training seconds of the run before it was resumed
@@ -142,14 +144,21 @@ class Trainer(RecBoleTrainer):
 
     def _decay_on_plateau(self, epoch_idx):
         # RecBole's counter of evaluations without improvement has just been updated; it resets
-        # on the next improvement, so each plateau decays once
-        if self.lr_plateau_patience and self.cur_step == self.lr_plateau_patience:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= self.lr_gamma
-            self.logger.info(
-                f"epoch {epoch_idx}: no better validation score for {self.cur_step} evaluations, "
-                f"learning rate x {self.lr_gamma} -> {self.optimizer.param_groups[0]['lr']:.3g}"
-            )
+        # on the next improvement, so each plateau decays once; lr_plateau_max_decays caps the
+        # decays of the whole run (ties count as improvements, so a run can sit on one plateau
+        # long after the rate stops mattering)
+        if not self.lr_plateau_patience or self.cur_step != self.lr_plateau_patience:
+            return
+        if self.lr_plateau_max_decays and self.plateau_decays >= self.lr_plateau_max_decays:
+            return
+        self.plateau_decays += 1
+        for group in self.optimizer.param_groups:
+            group["lr"] *= self.lr_gamma
+        self.logger.info(
+            f"epoch {epoch_idx}: no better validation score for {self.cur_step} evaluations, "
+            f"learning rate x {self.lr_gamma} -> {self.optimizer.param_groups[0]['lr']:.3g} "
+            f"(plateau decay {self.plateau_decays})"
+        )
 
     def training_seconds(self) -> float:
         """Training wall seconds of this run, over every process that trained it."""
@@ -165,6 +174,7 @@ class Trainer(RecBoleTrainer):
             "config": _comparable_config(self.config),
             "epoch": epoch_idx,
             "cur_step": self.cur_step,
+            "plateau_decays": self.plateau_decays,
             "best_valid_score": self.best_valid_score,
             "best_valid_result": self.best_valid_result,  # RecBole updates it before the callback
             "saved_model_file": self.saved_model_file,
@@ -216,6 +226,7 @@ class Trainer(RecBoleTrainer):
         self.start_epoch = state["epoch"] + 1
         self._epoch_idx = state["epoch"]
         self.cur_step = state["cur_step"]
+        self.plateau_decays = state.get("plateau_decays", 0)  # states written before the cap: none counted
         self.best_valid_score = state["best_valid_score"]
         self.best_valid_result = state["best_valid_result"]
         self.saved_model_file = state["saved_model_file"]

@@ -57,6 +57,24 @@ def test_plateau_decays_once_per_plateau(tiny_data, workdir):
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
 
 
+def test_plateau_decays_stop_at_the_cap(tiny_data, workdir):
+    args = ("--epochs=8", "--learning_rate=0.01", "--lr_gamma=0.5", "--lr_plateau_patience=1",
+            "--lr_plateau_max_decays=2", "--stopping_step=7")
+    _, trainer, train, valid, _ = build(tiny_data, "SASRec", *args)
+    scores, lrs = iter([0.5, 0.4, 0.6, 0.4, 0.7, 0.4, 0.4, 0.4]), []
+
+    def valid_epoch(valid_data, show_progress=False):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        score = next(scores)
+        return score, {"ndcg@10": score}
+
+    trainer._valid_epoch = valid_epoch
+    trainer.fit(train, valid, saved=False)
+    # three plateaus start at epochs 1, 3 and 5; the first two decay, the third does not
+    assert lrs == pytest.approx([0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025, 0.0025, 0.0025])
+    assert trainer.plateau_decays == 2
+
+
 def test_plateau_patience_must_be_below_stopping_step(tiny_data, workdir):
     from recbole_diffurec.errors import UsageError
 
