@@ -42,8 +42,10 @@ def load_for_inference(path: str, device: str | torch.device | None = None) -> t
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
+    from recbole_diffurec.trainer import flush_denormals
     from recbole_diffurec.utils import get_model
 
+    flush_denormals()  # as in training: subnormal weights would slow every matmul
     checkpoint = read_checkpoint(path)  # its Config fills the keys an older checkpoint lacks
     config = checkpoint["config"]
     if device is not None:
