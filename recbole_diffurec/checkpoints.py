@@ -12,12 +12,16 @@ if TYPE_CHECKING:
 
 def read_checkpoint(path: str) -> dict[str, Any]:
     """The dict a run saved at ``path`` (config, state_dict, ...), or a UsageError saying what the
-    file is instead."""
+    file is instead. Every inference tool reads its checkpoint here, so this is also where subnormal
+    weights are flushed, as in training (``trainer.flush_denormals``)."""
     import os
 
     import torch
 
     from recbole_diffurec.errors import UsageError
+    from recbole_diffurec.trainer import flush_denormals
+
+    flush_denormals()
 
     if not os.path.isfile(path):
         raise UsageError(f"checkpoint '{path}' does not exist.")
@@ -42,10 +46,8 @@ def load_for_inference(path: str, device: str | torch.device | None = None) -> t
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from recbole_diffurec.trainer import flush_denormals
     from recbole_diffurec.utils import get_model
 
-    flush_denormals()  # as in training: subnormal weights would slow every matmul
     checkpoint = read_checkpoint(path)  # its Config fills the keys an older checkpoint lacks
     config = checkpoint["config"]
     if device is not None:
