@@ -41,15 +41,12 @@ launch() {
         > "$OUT/console/${label}_seed$seed.txt" 2>&1 &
     pids+=($!)
 }
+# the size's label (-h128l4) as a variant of the plain rows; none at the protocol's size
+VARIANT=(${TAG:+"--variant=${TAG#-}"})
 pids=()
 for seed in $SEEDS; do
-    if [ -n "$TAG" ]; then
-        launch "DiffuRecSys$TAG" "$seed" --models=DiffuRecSys --variant="${TAG#-}"
-        launch "SASRec$TAG" "$seed" --models=SASRec --variant="${TAG#-}" "${SASREC_SIZE[@]}"
-    else
-        launch DiffuRecSys "$seed" --models=DiffuRecSys
-        launch SASRec "$seed" --models=SASRec
-    fi
+    launch "DiffuRecSys$TAG" "$seed" --models=DiffuRecSys "${VARIANT[@]}"
+    launch "SASRec$TAG" "$seed" --models=SASRec "${VARIANT[@]}" "${SASREC_SIZE[@]}"
     launch "SASRec-lr2e-3-step20$TAG" "$seed" --models=SASRec --variant="lr2e-3-step20$TAG" \
         --learning_rate=0.002 --lr_step_size=20 "${SASREC_SIZE[@]}"
 done
@@ -60,9 +57,8 @@ for pid in "${pids[@]}"; do
     # 124: stopped by LIMIT (resumable); anything else but 0 is a failure worth reading
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ]; then status=$rc; fi
 done
-BASELINE="SASRec$TAG"
 if ls "$OUT"/runs/*.json > /dev/null 2>&1; then
-    $PY run_recbole_diffurec.py --tables="$OUT" --baseline="$BASELINE" || status=$?
+    $PY run_recbole_diffurec.py --tables="$OUT" --baseline="SASRec$TAG" || status=$?
     ls "$OUT/runs"
 else
     echo "no run finished within LIMIT=$LIMIT s; run the script again to continue them"
