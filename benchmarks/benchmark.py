@@ -135,7 +135,8 @@ def bench_model(name, args, extra):
     from recbole.data import create_dataset, data_preparation
     from recbole.utils import init_seed
 
-    from recbole_diffurec.config import Config, own_args, route_cmd_args
+    from recbole_diffurec.config import Config
+    from recbole_diffurec.keys import own_args, route_cmd_args
     from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
     from recbole_diffurec.utils import get_model

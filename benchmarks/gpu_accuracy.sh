@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Prepared GPU runs of the accuracy rows that do not fit this project's 2-core CPU sessions (README
-# "Accuracy"): DiffuRecSys, SASRec and the tuned SASRec of amazon-beauty (learning rate 2e-3, x0.1 after
+# Prepared GPU runs of accuracy rows that do not fit a 2-core CPU (protocol: docs/results/amazon-beauty.md):
+# DiffuRecSys, SASRec and the tuned SASRec of amazon-beauty (learning rate 2e-3, x0.1 after
 # epoch 20), seeds 1-3, the accuracy protocol (properties/accuracy.yaml), all nine runs side by side on
 # one GPU with one CPU thread each and the device-resident training loader. PRESET picks the rows:
-#     ml-1m              ml-1m at max length 100, hidden 64, 2 blocks (OUT: benchmarks/accuracy/ml-1m)
+#     ml-1m              ml-1m at max length 100, hidden 64, 2 blocks (OUT: results/ml-1m-gpu)
 #     beauty-paper-size  amazon-beauty at the papers' size: hidden 128, 4 blocks, 4 heads, SASRec's
-#                        feed-forward 512 (4H); labels end in -h128l4 (OUT: benchmarks/accuracy/beauty-h128l4)
+#                        feed-forward 512 (4H); labels end in -h128l4 (OUT: results/amazon-beauty-h128l4-gpu)
 # Each run is stopped after LIMIT seconds (default 540, so one call fits ten minutes); a stopped run
 # resumes from its last epoch when the script is run again, and finished runs are skipped. Usage, from
 # the repository root:
@@ -21,10 +21,10 @@ SEEDS=${SEEDS:-1 2 3}
 PY=${PYTHON:-python}
 case "$PRESET" in
     ml-1m)
-        OUT=${3:-benchmarks/accuracy/ml-1m}
+        OUT=${3:-results/ml-1m-gpu}
         DATASET=ml-1m; SIZE=(--MAX_ITEM_LIST_LENGTH=100); SASREC_SIZE=(); TAG="" ;;
     beauty-paper-size)
-        OUT=${3:-benchmarks/accuracy/beauty-h128l4}
+        OUT=${3:-results/amazon-beauty-h128l4-gpu}
         DATASET=amazon-beauty; SIZE=(--hidden_size=128 --n_layers=4 --n_heads=4); SASREC_SIZE=(--inner_size=512)
         TAG="-h128l4" ;;
     *) echo "unknown PRESET '$PRESET'; $USAGE" >&2; exit 2 ;;

@@ -4,10 +4,10 @@
 # ml-1m (hidden 128, 4 blocks, 4 heads, max length 100, batch 1024) with RecBole's loader and with
 # train_loader: device. Usage, from the repository root:
 #     bash benchmarks/gpu_scale.sh /path/to/datasets [OUT]
-# Results: OUT/loader_ml-1m_*.json and OUT/epochs_ml-1m.json (default OUT: benchmarks/scale/gpu).
+# Results: OUT/loader_ml-1m_*.json and OUT/epochs_ml-1m.json (default OUT: results/scale/gpu).
 set -euo pipefail
 DATA=${1:?usage: bash benchmarks/gpu_scale.sh /path/to/datasets [OUT]}
-OUT=${2:-benchmarks/scale/gpu}
+OUT=${2:-results/scale/gpu}
 PY=${PYTHON:-python}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true

@@ -2,6 +2,7 @@
 reverse steps K (respaced inference, ``sampling_steps``) and the ensemble size. Not a test.
 
     python benchmarks/sampling_steps.py results/paper/checkpoints/DiffuRecSys-*.pth --steps=32,4,1 --ensembles=1,4
+    python benchmarks/sampling_steps.py OUT/checkpoints/*.pth --csv=OUT/sampling_steps.csv   # a figure for --tables=OUT
 
 For each checkpoint, K and ensemble size: every test user is ranked (full ranking, padding id
 excluded, the case study's per-user ranks, which reproduce RecBole's metrics) after a reverse
@@ -9,13 +10,18 @@ process of K evenly spaced steps of the trained schedule (averaged over the ense
 seed is fixed per setting. Beside HR@10 and NDCG@10: RecBole's ItemCoverage@10 and
 TailPercentage@10 of the top-10 lists (the tail of ``tail_ratio``, 0.8). A checkpoint of a model
 without diffusion (SASRec, GRU4Rec, BERT4Rec) is evaluated once, with K and ensemble shown as -,
-so baselines get the same beyond-accuracy columns.
+so baselines get the same beyond-accuracy columns. ``--csv=FILE`` also writes the rows to FILE;
+as ``OUT/sampling_steps.csv`` it becomes ``--tables=OUT``'s figure ``eval_time.png``.
 """
 import argparse
 import contextlib
+import csv
 import logging
 import os
 import time
+
+CSV_HEADER = ["checkpoint", "model", "seed", "K", "ensemble", "eval_s", "HR@10", "NDCG@10", "ItemCoverage@10",
+              "TailPercentage@10"]
 
 
 def main(argv=None):
@@ -23,6 +29,7 @@ def main(argv=None):
     parser.add_argument("checkpoints", nargs="+", help=".pth files saved by runs (DiffuRec/DiffuRecSys, or any model)")
     parser.add_argument("--steps", default="32,16,8,4,2,1", help="comma-separated K values (0 = all T)")
     parser.add_argument("--ensembles", default="1", help="comma-separated n_ensemble values")
+    parser.add_argument("--csv", default=None, metavar="FILE", help="also write the rows to FILE (CSV), as they come")
     args = parser.parse_args(argv)
 
     import torch
@@ -35,6 +42,12 @@ def main(argv=None):
         "| checkpoint | model | seed | K | ensemble | eval s | HR@10 | NDCG@10 | ItemCoverage@10 | TailPercentage@10 |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
+    writer = None
+    if args.csv:
+        os.makedirs(os.path.dirname(os.path.abspath(args.csv)), exist_ok=True)
+        csv_file = open(args.csv, "w", newline="")
+        writer = csv.writer(csv_file)
+        writer.writerow(CSV_HEADER)
     for path in args.checkpoints:
         config, model, train, _, test = load_for_inference(path)
         diffusion = hasattr(model, "inference_settings")
@@ -53,6 +66,13 @@ def main(argv=None):
                 f"{m['hit@10']:.4f} | {m['ndcg@10']:.4f} | {b['itemcoverage@10']:.4f} | {b['tailpercentage@10']:.4f} |",
                 flush=True,
             )
+            if writer is not None:
+                writer.writerow([os.path.basename(path), config["model"], config["seed"], shown_k, shown_n, f"{seconds:.3f}",
+                                 f"{m['hit@10']:.6f}", f"{m['ndcg@10']:.6f}", f"{b['itemcoverage@10']:.6f}",
+                                 f"{b['tailpercentage@10']:.6f}"])
+                csv_file.flush()
+    if writer is not None:
+        csv_file.close()
 
 if __name__ == "__main__":
     main()

@@ -1,12 +1,12 @@
 """recbole-diffurec: diffusion sequential recommenders (DiffuRec, DiffuRecSys) as RecBole models.
 
-Importing the package calls ``install.install()`` once: the numpy/torch compatibility of RecBole
+Importing the package calls ``compat.install()`` once: the numpy/torch compatibility of RecBole
 1.2.1, two fixes of its metrics, and the lookups through which RecBole's own tools find our models,
-trainer and training loader (``install.py`` lists every change).
+trainer and training loader (``compat.py`` lists every change).
 """
-from recbole_diffurec import install as _install
+from recbole_diffurec import compat as _compat
 
-_install.install()
+_compat.install()
 
 from recbole_diffurec.errors import UsageError  # noqa: E402
 

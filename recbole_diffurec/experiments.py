@@ -33,6 +33,7 @@ import traceback
 from typing import Any, Callable, Sequence
 
 from recbole_diffurec.metrics import ACCURACY as METRICS
+from recbole_diffurec.provenance import portable
 from recbole_diffurec.metrics import BEYOND, LABELS, markdown_table
 
 
@@ -82,7 +83,7 @@ def run_grid(
     ``distributed``: ``quick_start.run``'s nproc/world_size/ip/port/group_offset for every run."""
     from recbole_diffurec.quick_start import run
 
-    from recbole_diffurec.config import route_cmd_args
+    from recbole_diffurec.keys import route_cmd_args
 
     grid = [(d, m, s) for d in datasets for m in models for s in seeds]
     model_args = {m: route_cmd_args(cmd_args, m, models)[0] for m in models}
@@ -124,9 +125,11 @@ def run_grid(
                 test_result={k: float(v) for k, v in result["test_result"].items()},
                 train_seconds=result["train_seconds"],
                 test_seconds=result["test_seconds"],
-                checkpoint=result["checkpoint"],
-                log_file=log_file,
                 epochs_trained=result["epochs_trained"],
+                valid_history=result["valid_history"],
+                checkpoint=portable(os.path.abspath(result["checkpoint"])),
+                log_file=portable(os.path.abspath(log_file)),
+                **result["provenance"],
             )
         except Exception as e:  # a failed run is recorded and the grid goes on
             record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
@@ -143,19 +146,69 @@ def compare(models, datasets, seeds, out, config_files=None, config_dict=None, c
             variant=None, baseline=None, log=print, distributed=None):
     """The compare command: check every (model, dataset) configuration before the first run, run
     the grid (``run_grid``), rebuild the tables; returns (records, {table name: markdown})."""
-    from recbole_diffurec.config import Config, route_cmd_args
+    from recbole_diffurec.config import Config
+    from recbole_diffurec.keys import route_cmd_args
     from recbole_diffurec.errors import UsageError
 
     if any(str(a).startswith("--seed=") for a in cmd_args):
         raise UsageError("use --seeds=... (comma-separated) in compare mode, not --seed.")
+    configs = {}
     for model in models:  # a --key=value of the grid goes to the models that define the key
         own_args, left_out = route_cmd_args(cmd_args, model, models)
         if left_out:
             log(f"{model} does not define {', '.join('--' + k for k in left_out)}: not passed to it")
         for dataset in datasets:
-            Config(model, dataset, config_files, config_dict, own_args)
+            configs[dataset, model] = Config(model, dataset, config_files, config_dict, own_args)
+    for dataset in datasets:
+        report = budget_differences({m: configs[dataset, m] for m in models})
+        if report:
+            log(f"\n{dataset}: {report}\n")
     records = run_grid(models, datasets, seeds, out, config_files, config_dict, cmd_args, force, log, variant, distributed)
     return records, build_tables(out, baseline, log)
+
+
+# ----- fair comparisons -----
+# (what the row shows, the keys that set it, first one a model defines wins)
+BUDGET_KEYS = (
+    ("width", ("hidden_size", "embedding_size")),
+    ("layers", ("n_layers", "num_layers")),
+    ("heads", ("n_heads",)),
+    ("max length", ("MAX_ITEM_LIST_LENGTH",)),
+    ("batch", ("train_batch_size",)),
+    ("epochs", ("epochs",)),
+    ("patience", ("stopping_step",)),
+    ("learning rate", ("learning_rate",)),
+    ("StepLR every", ("lr_step_size",)),
+    ("plateau decay", ("lr_plateau_patience",)),
+)
+EQUALISE = (
+    "To equalise: --config_files=properties/accuracy.yaml sets the width, blocks, heads, max length, batch, "
+    "epochs and early stopping of every model (the accuracy protocol); set any other row with --key=value, "
+    "which goes to every model of the grid that defines the key (e.g. --lr_step_size=0)."
+)
+
+
+def _budget_value(config, keys):
+    for key in keys:
+        if key in config and config[key] is not None:
+            return f"{config[key]} ({key})" if key != keys[0] else config[key]
+    return None
+
+
+def budget_differences(configs: dict[str, Any]) -> str | None:
+    """A Markdown table of the size and budget settings on which the models of a grid differ
+    (``configs``: model -> resolved config), with how to equalise them; None if they agree."""
+    if len(configs) < 2:
+        return None
+    rows = []
+    for name, keys in BUDGET_KEYS:
+        values = {m: _budget_value(c, keys) for m, c in configs.items()}
+        if len({str(v) for v in values.values() if v is not None}) > 1:
+            rows.append([name] + ["-" if v is None else v for v in values.values()])
+    if not rows:
+        return None
+    table = markdown_table(["setting"] + list(configs), rows)
+    return f"the models differ in size or training budget:\n{table}\n{EQUALISE}"
 
 
 # ----- tables -----
@@ -196,14 +249,69 @@ def paired_ttest(model_values: Sequence[float], baseline_values: Sequence[float]
     return float(t), float(p), rel
 
 
+def read_study(out: str) -> dict[str, Any]:
+    """``OUT/study.yaml``, the folder's own settings for ``--tables`` (empty if absent):
+    ``baseline`` (the label t-tests compare against) and ``headline`` (label: name shown, in order)."""
+    import yaml
+
+    path = os.path.join(out, "study.yaml")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        study = yaml.safe_load(f) or {}
+    unknown = set(study) - {"baseline", "headline"}
+    if unknown or not isinstance(study.get("headline", {}), dict):
+        raise ValueError(f"{path}: keys are baseline (a label) and headline (label: name shown); got {sorted(study)}")
+    return study
+
+
+def _headline(out, grouped, baseline, names):
+    """``headline``: the study's rows, test HR@10 and NDCG@10 mean ± std, and the paired t-test of
+    NDCG@10 and HR@10 against the baseline (relative difference, p)."""
+    rows, csv_rows = [], []
+    for dataset, models in grouped.items():
+        base = models.get(baseline, {})
+        for label, name in names.items():
+            runs = models.get(label)
+            if not runs:
+                continue
+            cells = [dataset, name, label, ",".join(str(s) for s in sorted(runs))]
+            csv_cells = list(cells)
+            for m in ("hit@10", "ndcg@10"):
+                mu, sd = _mean_std([r["test_result"][m] for r in runs.values()])
+                cells.append(f"{mu:.4f} ± {sd:.4f}")
+                csv_cells += [f"{mu:.6f}", f"{sd:.6f}"]
+            for m in ("ndcg@10", "hit@10"):
+                seeds = sorted(set(runs) & set(base))
+                if label == baseline or len(seeds) < 2:
+                    cells.append("baseline" if label == baseline else "")
+                    csv_cells += ["", ""]
+                    continue
+                _, p, rel = paired_ttest([runs[s]["test_result"][m] for s in seeds], [base[s]["test_result"][m] for s in seeds])
+                cells.append(f"{rel:+.1f}% (p = {p:.2g})")
+                csv_cells += [f"{rel:.3f}", f"{p:.4g}"]
+            rows.append(cells)
+            csv_rows.append(csv_cells)
+    header = ["dataset", "model", "label", "seeds", "test HR@10", "test NDCG@10",
+              f"NDCG@10 vs {baseline}", f"HR@10 vs {baseline}"]
+    csv_header = header[:4] + ["HR@10 mean", "HR@10 std", "NDCG@10 mean", "NDCG@10 std",
+                               "NDCG@10 rel. diff %", "NDCG@10 p", "HR@10 rel. diff %", "HR@10 p"]
+    return _write(out, "headline", header, csv_rows, rows, csv_header=csv_header)
+
+
 def build_tables(out: str, baseline: str | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Write tables 2-5 from the records in ``out``; returns {name: markdown}."""
+    """Write the tables and figures of the records in ``out``; returns {name: markdown}. The
+    baseline of the t-tests is ``baseline``, else the folder's ``study.yaml``'s, else DiffuRec."""
     records = load_records(out)
     grouped = _by_dataset_model(records)
     if not grouped:
         raise ValueError(f"no finished run under {os.path.join(out, 'runs')}: nothing to tabulate")
+    study = read_study(out)
+    baseline = baseline or study.get("baseline")
     tables = {}
     labels = [LABELS[m] for m in METRICS]
+    if study.get("headline"):
+        tables["headline"] = _headline(out, grouped, baseline, study["headline"])
 
     # Table 3: mean ± std over seeds
     rows, md_rows = [], []
@@ -289,6 +397,15 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
             mean, std = _mean_std([r["train_seconds"] for r in runs.values()])
             rows.append([dataset, model, len(runs), f"{mean:.1f}", f"{std:.1f}"])
     tables["table2_time"] = _write(out, "table2_time", ["dataset", "model", "seeds", "train s (mean)", "train s (std)"], rows)
+
+    # Figures: the headline rows if the study names them, else every model of the dataset
+    from recbole_diffurec import plots
+
+    for dataset, models in grouped.items():
+        shown = {label: models[label] for label in study.get("headline", {}) if label in models} or models
+        suffix = f"_{dataset}" if len(grouped) > 1 else ""
+        for path in plots.write_all(out, shown, suffix):
+            log(f"figure: {path}")
 
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:

@@ -14,8 +14,9 @@ import recbole.utils
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
+from recbole_diffurec import provenance
 from recbole_diffurec.config import Config
-from recbole_diffurec.data import check_inter_file
+from recbole_diffurec.data_files import check_inter_file
 from recbole_diffurec.errors import UsageError
 from recbole_diffurec.utils import get_model
 
@@ -213,5 +214,7 @@ def _run(config, counts, saved, state_file, resume):
         "epochs_trained": trainer._epoch_idx + 1 if hasattr(trainer, "_epoch_idx") else None,
         "train_seconds": train_seconds,
         "test_seconds": test_seconds,
+        "valid_history": list(getattr(trainer, "valid_history", [])),
+        "provenance": provenance.describe(config),
         "config": config,
     }

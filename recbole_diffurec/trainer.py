@@ -69,12 +69,9 @@ def _comparable_config(config):
 def flush_denormals() -> None:
     """Treat subnormal floats as zero on this process's CPU (``torch.set_flush_denormal``).
 
-    Weight decay can drive parameters that the loss barely reaches towards zero: in DiffuRecSys at
-    hidden 128 with 4 blocks on amazon-beauty, 45-79% of the self-attention query and key weights of
-    blocks 2-3 were subnormal (below 1.2e-38) by epoch 10, a matmul with such a weight took about
-    100x longer on this project's CPU, and an epoch's training went from about 300 s to 629 s, its
-    evaluation from about 30 s to 203 s (README, Performance). Flushed, those weights act as the
-    zeros they nearly are. No effect on CUDA, and a no-op on a CPU without the flush mode."""
+    Weight decay can drive parameters that the loss barely reaches into float32's subnormal range,
+    where CPU arithmetic is far slower; flushed, those weights act as the zeros they nearly are
+    (docs/performance.md measures it). No effect on CUDA, and a no-op on a CPU without the mode."""
     torch.set_flush_denormal(True)
 
 
@@ -114,6 +111,7 @@ class Trainer(RecBoleTrainer):
         self.finished = False  # a resumed state whose run had already stopped
         self._train_data = None
         self._fit_start = None
+        self.valid_history = []  # [epoch, validation score] after each evaluation (saved with the state)
 
     def _build_optimizer(self, **kwargs):
         # models that want parameter groups (DiffuRec: no decay on the x_t/t pathway) say so
@@ -147,6 +145,7 @@ class Trainer(RecBoleTrainer):
         self._fit_start = time.time()
 
         def callback(epoch_idx, valid_score):
+            self.valid_history.append([epoch_idx, float(valid_score)])
             self._decay_on_plateau(epoch_idx)
             if self.state_file:
                 self.save_training_state(epoch_idx)
@@ -199,6 +198,7 @@ class Trainer(RecBoleTrainer):
             "loaders": {k: g.get_state() for k, g in _loader_generators(self._train_data).items()},
             "train_loss": self.train_loss_dict,
             "train_seconds": self.training_seconds(),
+            "valid_history": self.valid_history,
         }
         tmp = f"{self.state_file}.tmp{os.getpid()}"
         torch.save(state, tmp, pickle_protocol=4)
@@ -245,6 +245,7 @@ class Trainer(RecBoleTrainer):
         self.saved_model_file = state["saved_model_file"]
         self.train_loss_dict = state["train_loss"]
         self.seconds_before = state["train_seconds"]
+        self.valid_history = list(state.get("valid_history", []))  # states written before it: none
         # a run that had stopped stays stopped, unless it was given a larger budget
         self.finished = state["cur_step"] > self.stopping_step or self.start_epoch >= self.epochs
         _set_rng_state(state["rng"])

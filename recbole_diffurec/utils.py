@@ -1,6 +1,6 @@
 """Model and trainer lookup: this package's models first, then RecBole's model zoo.
 
-``install.py`` puts these into RecBole's lookups (``recbole.utils.get_model``/``get_trainer`` and
+``compat.py`` puts these into RecBole's lookups (``recbole.utils.get_model``/``get_trainer`` and
 the modules that imported them by name), so RecBole's own tools, e.g.
 ``recbole.quick_start.load_data_and_model``, find our models once this package is imported.
 """

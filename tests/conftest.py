@@ -25,7 +25,7 @@ TINY = [
 def tiny_args(tiny_data, *extra, model=None):
     """TINY plus ``extra``, where a key in ``extra`` replaces the same key of TINY; with ``model``,
     only the keys of TINY that the model defines (GRU4Rec has no blocks or heads)."""
-    from recbole_diffurec.config import own_args
+    from recbole_diffurec.keys import own_args
 
     keys = {e.split("=")[0] for e in extra}
     tiny = [a for a in TINY if a.split("=")[0] not in keys]

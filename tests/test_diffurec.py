@@ -27,7 +27,7 @@ PAPER = os.path.join(ROOT, "properties", "paper.yaml")
 
 def test_paper_yaml_restores_the_papers(workdir):
     """properties/paper.yaml is the papers' settings; the defaults differ from it only in the keys
-    it lists (chosen by measurement, README "Accuracy")."""
+    it lists (chosen by measurement, docs/MODEL.md §8)."""
     expected = {
         "hidden_size": 128, "n_layers": 4, "n_heads": 4, "dropout_prob": 0.1, "emb_dropout": 0.3,
         "lambda_uncertainty": 0.001, "diffusion_steps": 32, "noise_schedule": "trunc_lin",

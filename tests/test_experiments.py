@@ -28,6 +28,35 @@ def records(out):
     return {os.path.basename(p)[:-5]: json.load(open(os.path.join(out, "runs", p))) for p in os.listdir(os.path.join(out, "runs"))}
 
 
+def test_unequal_budgets_are_shown_before_training(tiny_data, workdir):
+    """The models' own defaults differ (DiffuRecSys: the papers' hidden 128, 4 blocks, StepLR;
+    SASRec: RecBole's hidden 64, 2 layers, constant rate): the grid says so, with the fix; the
+    accuracy preset equalises the size, and a --key=value the rest."""
+    from recbole_diffurec.config import Config
+
+    data = [f"--data_path={tiny_data}"]
+    configs = {m: Config(m, "ml-100k", cmd_args=data) for m in ("DiffuRecSys", "SASRec")}
+    report = experiments.budget_differences(configs)
+    rows = {line.split(" | ")[0].strip("| "): line for line in report.splitlines() if line.startswith("| ")}
+    assert rows["width"] == "| width | 128 | 64 |" and rows["layers"] == "| layers | 4 | 2 |"
+    assert "StepLR every" in rows and "properties/accuracy.yaml" in report
+    preset = {m: Config(m, "ml-100k", ["properties/accuracy.yaml"], cmd_args=data) for m in configs}
+    rows = experiments.budget_differences(preset)
+    assert "| width |" not in rows and "| layers |" not in rows and "| StepLR every | 30 | 0 |" in rows
+    equal = {m: Config(m, "ml-100k", ["properties/accuracy.yaml"], cmd_args=data + ["--lr_step_size=0"]) for m in configs}
+    assert experiments.budget_differences(equal) is None
+
+
+def test_compare_prints_the_differences_first(tiny_data, workdir, capsys):
+    out = str(workdir / "res")
+    args = ["--models=DiffuRecSys,SASRec", "--datasets=ml-100k", "--seeds=1", f"--out={out}",
+            f"--data_path={tiny_data}", "--diffusion_steps=4"] + TINY
+    assert runner.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "differ in size or training budget" in printed and "| StepLR every | 30 | 0 |" in printed
+    assert printed.index("StepLR every") < printed.index("[1/2] ml-100k__DiffuRecSys__seed1: running")
+
+
 def test_compare_writes_records_and_tables(tiny_data, workdir, capsys):
     out = str(workdir / "res")
     assert runner.main(compare_args(tiny_data, out, "--baseline=SASRec")) == 0
@@ -35,8 +64,23 @@ def test_compare_writes_records_and_tables(tiny_data, workdir, capsys):
     assert set(recs) == {f"ml-100k__{m}__seed{s}" for m in ("SASRec", "GRU4Rec") for s in (1, 2)}
     assert all(r["status"] == "ok" and r["train_seconds"] > 0 and os.path.isfile(r["checkpoint"]) for r in recs.values())
     # each run's best checkpoint is its own, named after it (seeds run side by side once shared
-    # RecBole's per-second name, and both tested one file)
-    assert {k: r["checkpoint"] for k, r in recs.items()} == {k: os.path.join(out, "checkpoints", k + ".pth") for k in recs}
+    # RecBole's per-second name, and both tested one file); paths relative to the working directory
+    assert {k: r["checkpoint"] for k, r in recs.items()} == {k: os.path.join("res", "checkpoints", k + ".pth") for k in recs}
+    # a record stands alone: commit, versions, hardware, command, resolved config, validation curve,
+    # and no absolute path of this machine
+    for key, record in recs.items():
+        assert set(record["commit"]) == {"sha", "dirty"} and len(record["commit"]["sha"]) == 40
+        assert {"python", "torch", "recbole", "numpy", "recbole_diffurec"} <= set(record["versions"])
+        assert record["hardware"]["device"] == "cpu" and record["hardware"]["cpu_cores"] >= 1
+        assert record["config"]["hidden_size"] == 8 and record["config"]["seed"] == record["seed"]
+        assert record["config"]["data_path"] == os.path.join("<data_path>", "ml-100k")
+        assert "--seeds=1,2" in record["command"]
+        assert [e for e, _ in record["valid_history"]] == list(range(record["epochs_trained"]))
+        assert max(v for _, v in record["valid_history"]) == pytest.approx(record["best_valid_result"]["ndcg@10"], abs=1e-4)
+        text = json.dumps(record)
+        assert str(workdir) not in text and str(tiny_data) not in text and ROOT not in text, text
+    for figure in ("valid_ndcg.png", "test_ndcg_per_seed.png"):
+        assert os.path.getsize(os.path.join(out, "tables", figure)) > 1000
     for name in ("table2_time", "table3_metrics", "table4_ttest", "table5_overall_ml-100k"):
         for ext in ("md", "csv"):
             assert os.path.isfile(os.path.join(out, "tables", f"{name}.{ext}")), name
@@ -44,7 +88,7 @@ def test_compare_writes_records_and_tables(tiny_data, workdir, capsys):
     assert "[1/4] ml-100k__SASRec__seed1: running" in printed and "4 of 4 runs finished" in printed
     # every run of the process has its own log file, named after its record (TINY logs warnings only)
     for key, record in recs.items():
-        assert record["log_file"] == os.path.join(out, "logs", key + ".log") and os.path.isfile(record["log_file"])
+        assert record["log_file"] == os.path.join("res", "logs", key + ".log") and os.path.isfile(record["log_file"])
 
     # Table 4 against scipy on the stored numbers
     with open(os.path.join(out, "tables", "table4_ttest.csv")) as f:

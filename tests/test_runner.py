@@ -46,7 +46,8 @@ def test_shared_config_file_sections(tiny_data, workdir):
     """A section named after a model applies to it and to models built on it, after the file's
     other keys; other models skip it; a later file still wins; a key reaches only the models that
     define it."""
-    from recbole_diffurec.config import Config, route_cmd_args
+    from recbole_diffurec.config import Config
+    from recbole_diffurec.keys import route_cmd_args
 
     (workdir / "shared.yaml").write_text(
         "hidden_size: 16\nepochs: 2\n"
@@ -92,19 +93,21 @@ def test_config_files_and_overrides(tiny_data, workdir):
 
 
 def test_default_data_paths(workdir):
-    from recbole_diffurec.config import DEFAULT_DATA_PATH, Config
+    from recbole_diffurec.config import Config
+    from recbole_diffurec.paths import default_data_path
 
     config = Config("SASRec", "ml-100k")
     assert config["data_path"].endswith(os.path.join("recbole", "dataset_example", "ml-100k"))
     with pytest.raises(Exception) as e:
         Config("SASRec", "amazon-beauty", cmd_args=["--data_path=" + str(workdir)])
     assert os.path.join(str(workdir), "amazon-beauty", "amazon-beauty.inter") in str(e.value)
-    assert DEFAULT_DATA_PATH == os.path.join(ROOT, "dataset")
+    assert default_data_path() == os.path.join(ROOT, "dataset")  # in a clone: its dataset/ folder
 
 
 def test_dataset_yamls_load(workdir, tiny_data):
     """Every dataset YAML is valid and picked up (the shared files' header has no rating)."""
-    from recbole_diffurec.config import Config, dataset_names
+    from recbole_diffurec.config import Config
+    from recbole_diffurec.keys import dataset_names
 
     assert {"ml-100k", "ml-1m", "amazon-beauty", "amazon-toys-games"} <= set(dataset_names())
     for name in dataset_names():

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedule, offset_noise
 from recbole_diffurec.layers import DiffuRecApproximator
-from recbole_diffurec.model.base import read_config
+from recbole_diffurec.model.config_reader import read_config
 from recbole_diffurec.errors import UsageError
 
 if TYPE_CHECKING:
@@ -23,57 +23,29 @@ if TYPE_CHECKING:
 
 
 class DiffuRec(SequentialRecommender):
-    r"""DiffuRec: the target item's embedding is diffused with Gaussian noise; a transformer
-    approximator conditioned on the history reconstructs it (x_0 prediction); at inference a
-    reverse process from N(0, I) yields x_0, ranked against all item embeddings by inner product.
+    r"""DiffuRec diffuses the target item's embedding with Gaussian noise and trains a transformer
+    approximator, conditioned on the user's history, to reconstruct it (x_0 prediction). At inference
+    a reverse process from N(0, I) yields x_0, which is ranked against all item embeddings by inner
+    product.
+
+    Reference:
+        Z. Li, A. Sun, C. Li. "DiffuRec: A Diffusion Model for Sequential Recommendation." ACM TOIS 42, 2023.
 
     NOTE:
-        Deviations from the reference code (github WHUIR/DiffuRec), all on purpose
-        (docs/MODEL.md §9):
+        Deviations from the reference code (github WHUIR/DiffuRec), each explained in docs/MODEL.md:
 
-        1. Attention masks padded *keys*. The reference masks padded query rows, so real items
-           attend to padding and results depend on the amount of padding.
-        2. RecBole pads on the right: the output is read at ``item_seq_len - 1`` (the reference
-           reads position -1 of left-padded sequences), and each batch is cut to its longest real
-           sequence (``trim_padding``); with keys masked, this changes no score.
-        3. Timesteps are sampled uniformly. The reference builds a "lossaware" sampler that is never
-           given losses and therefore samples uniformly too: same behaviour, no dead code.
-        4. Evaluation is RecBole's (full ranking without the padding id, per-user means, test
-           metrics at the epoch selected on validation), not the reference's per-batch means and
-           per-metric maximum over epochs.
-        5. Schedule coefficients are computed in float64 with torch rather than numpy, and kept as
-           buffers (they follow ``.to(device)``) outside the state dict.
-        6. ``offset_noise_strength`` (default 0: off, i.e. the reference) adds DiffuRecSys's
-           per-sample offset noise to training; ``use_position_embedding`` (default off, as the
-           reference, whose position table is never used) adds a learned position embedding;
-           ``n_ensemble`` (default 1, the reference) averages several reverse runs
-           (DiffuRecSys Algorithm 3), batched as one pass; ``sampling_steps`` (default 4; the
-           reference runs all T = 32) runs the reverse process on K evenly spaced steps of the
-           trained schedule: on our measurements K = 1 to 32 give the same metrics (README).
-        7. Speed, all exact but the last: the last block computes only the output read at the last
-           item; evaluation sorts users by history length and runs the reverse process in chunks
-           (``inference_batch_size``), each cut to its longest history, under
-           ``torch.inference_mode``; training batches may be grouped by length
-           (``train_length_grouping``, which changes the batches' composition, not the samples);
-           ``autocast_bf16`` runs the approximator in bfloat16 (off by default).
-        8. Training defaults chosen on measurements (README "Accuracy"; ``properties/paper.yaml``
-           restores the papers'): the item table starts at N(0, ``item_init_std``^2) with std
-           0.02 instead of PyTorch's N(0, 1) (at std 1 the first logits spread widely: at hidden
-           64 on amazon-beauty the cross-entropy starts at 35.6 instead of ln N = 9.4, and
-           training spends its epochs shrinking the table); weight decay is kept off the x_t/t pathway
-           (``pathway_weight_decay: False``), whose gradient is scaled by lambda ~ 1e-3, so that
-           L2 decay inside Adam does not drive it to zero.
-        9. Variants of how the noised target reaches the approximator, each off by default (the
-           papers' behaviour): ``condition_norm`` (a LayerNorm or a linear map of x_t + d_t before
-           lambda), ``condition_token`` (x_t + d_t as its own attended position, DiffuRec only)
-           and ``target_scale`` (the diffusion runs on s * x_0, which sets the signal-to-noise
-           ratio of q_sample; the approximator still predicts x_0). ``benchmarks/pathway.py``
-           measures what each does to the recommendations.
-
-        Kept as the reference: unit Gaussian noise in q_sample whatever the item table's scale
-        (the scale sets the signal-to-noise ratio), embedding dropout then LayerNorm on the
-        history, no causal mask, lambda ~ N(mu, mu) drawn at every approximator call, fixed-large
-        reverse variance with no noise at t = 0, cross-entropy over all ids as the only loss.
+        1. Attention masks padded keys, not padded query rows (§9.1).
+        2. RecBole's right padding: the output is read at ``item_seq_len - 1``, batches are cut to
+           their longest history and the last block computes only that output, all exact (§4, §9.2).
+        3. Uniform timestep sampling without the reference's never-fed "lossaware" sampler (§9.3).
+        4. RecBole's evaluation instead of per-batch means and a per-metric maximum over epochs (§9.4).
+        5. Schedule coefficients in float64 torch, kept as buffers outside the state dict (§9.5).
+        6. Defaults that differ from the papers (``item_init_std``, ``pathway_weight_decay``,
+           ``emb_dropout``, early stopping, ``sampling_steps``, ``train_length_grouping``);
+           ``properties/paper.yaml`` restores the papers' settings (§8).
+        7. Options beyond the papers, off by default: ``offset_noise_strength``,
+           ``use_position_embedding``, ``n_ensemble``, ``condition_norm``, ``condition_token``,
+           ``target_scale``, ``autocast_bf16`` (§2, §3, §4, §6, §11).
     """
 
     input_type = InputType.POINTWISE

@@ -10,7 +10,7 @@ import torch
 
 import recbole_diffurec  # noqa: F401
 from conftest import ROOT, tiny_args
-from recbole_diffurec import install
+from recbole_diffurec import compat
 
 PACKAGE = os.path.join(ROOT, "recbole_diffurec")
 
@@ -26,7 +26,7 @@ def test_numpy_aliases_present_and_harmless():
     for name in ("float_", "complex_", "unicode_", "bool8"):
         assert hasattr(np, name)
     assert np.float_ is np.float64
-    install.install()  # idempotent
+    compat.install()  # idempotent
 
 
 def test_recbole_config_builds_under_numpy2():
@@ -86,7 +86,7 @@ def test_tail_percentage_patch_gives_recbole_values(tail):
     metric = TailPercentage.__new__(TailPercentage)
     metric.tail = tail
     patched = TailPercentage.get_tail
-    expected = install.original(TailPercentage, "get_tail")(metric, items, counts)
+    expected = compat.original(TailPercentage, "get_tail")(metric, items, counts)
     got = patched(metric, items, counts)
     assert got.dtype == expected.dtype and np.array_equal(got, expected)
     assert 0 < expected.mean() < 1
@@ -100,14 +100,14 @@ def test_install_twice_keeps_the_third_party_originals():
 
     from recbole_diffurec.trainer import Trainer
 
-    before = dict(install.ORIGINALS)
-    install.install()
-    install.install()
-    assert install.ORIGINALS == before
+    before = dict(compat.ORIGINALS)
+    compat.install()
+    compat.install()
+    assert compat.ORIGINALS == before
     for owner, name in ((recbole_utils, "get_trainer"), (recbole_utils, "get_model"), (recbole_data_utils, "get_dataloader")):
-        third_party = install.original(owner, name)
-        assert third_party.__module__.startswith("recbole.") and not getattr(third_party, install.MARK, False)
-        assert getattr(getattr(owner, name), install.MARK)
+        third_party = compat.original(owner, name)
+        assert third_party.__module__.startswith("recbole.") and not getattr(third_party, compat.MARK, False)
+        assert getattr(getattr(owner, name), compat.MARK)
     # the lookups still resolve (a self-calling wrapper would recurse here)
     assert recbole.utils.get_trainer(ModelType.SEQUENTIAL, "DiffuRecSys") is Trainer
     assert recbole.utils.get_model("DiffuRecSys").__name__ == "DiffuRecSys"
@@ -160,7 +160,7 @@ def _imports(dotted, tree):
 def test_no_import_cycle():
     modules = dict(_package_modules())
     graph = {m: {i for i in _imports(m, tree) if i in modules and i != m} for m, tree in modules.items()}
-    # the package itself imports install and errors; that is the only edge from the top
+    # the package itself imports compat and errors; that is the only edge from the top
     state = {}
 
     def visit(m, path):
@@ -179,12 +179,12 @@ def test_no_import_cycle():
             visit(m, [m])
 
 
-def test_only_install_patches_third_party_objects():
-    """No module but install.py assigns to an attribute of an imported third-party module or
+def test_only_compat_patches_third_party_objects():
+    """No module but compat.py assigns to an attribute of an imported third-party module or
     class, or calls setattr on one."""
     offences = []
     for dotted, tree in _package_modules():
-        if dotted == "recbole_diffurec.install":
+        if dotted == "recbole_diffurec.compat":
             continue
         third_party = set()
         for node in ast.walk(tree):

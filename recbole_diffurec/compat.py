@@ -3,7 +3,7 @@
 ``install()`` is called once when ``recbole_diffurec`` is imported and is safe to call again (each
 replacement is marked; a marked object is never wrapped twice, and the saved original is always
 the third-party one). Nothing else in the package changes a third-party object
-(``tests/test_install.py`` checks the source).
+(``tests/test_compat.py`` checks the source).
 
 Compatibility of RecBole 1.2.1 with numpy 2, torch >= 2.6 and setuptools >= 81 (the route keeps
 numpy 2, with ``pandas<3`` and ``setuptools<81`` declared in ``setup.cfg``):
