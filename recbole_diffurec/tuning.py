@@ -89,6 +89,13 @@ def tune(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Search ``hyper_file``'s space for ``model`` on ``dataset``; returns the best trial's record."""
+    try:
+        import hyperopt  # noqa: F401  (RecBole's HyperTuning imports it when it builds the space)
+    except ImportError:
+        raise UsageError(
+            "hyperparameter search needs hyperopt, an optional dependency: pip install 'recbole-diffurec[search]' "
+            "(from a clone: pip install '.[search]')."
+        ) from None
     from recbole.trainer import HyperTuning
 
     from recbole_diffurec.config import Config

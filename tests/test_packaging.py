@@ -73,3 +73,15 @@ def test_preset_configs_load_outside_the_clone(workdir, tiny_data, name):
 
     config = Config("DiffuRecSys", "ml-100k", [f"properties/{name}"], cmd_args=[f"--data_path={tiny_data}"])
     assert config["hidden_size"] in (64, 128)
+
+
+def test_search_without_hyperopt_says_how_to_install_it(workdir, tiny_data, monkeypatch, capsys):
+    import sys
+
+    from recbole_diffurec import cli
+
+    monkeypatch.setitem(sys.modules, "hyperopt", None)  # import hyperopt raises ImportError
+    (workdir / "space.hyper").write_text("learning_rate choice [0.001,0.002]\n")
+    assert cli.main(["--model=SASRec", "--dataset=ml-100k", f"--data_path={tiny_data}", "--hyper=space.hyper"]) == 2
+    err = capsys.readouterr().err
+    assert "recbole-diffurec[search]" in err and len(err.strip().splitlines()) == 1
