@@ -25,6 +25,18 @@ def _pyplot():
     return plt
 
 
+def _finish(plt, fig, ax, path, xlabel, ylabel, title, legend=True):
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def valid_curves(runs_by_label: dict[str, dict[int, dict[str, Any]]], path: str, metric: str = "NDCG@10") -> bool:
     """``valid_ndcg.png``: mean and range over seeds of the validation score per epoch. False if no
     record holds a validation curve."""
@@ -45,14 +57,8 @@ def valid_curves(runs_by_label: dict[str, dict[int, dict[str, Any]]], path: str,
         seeds = max(len(v) for _, v in points)
         line, = ax.plot(epochs, [statistics.mean(v) for _, v in points], label=f"{label} ({seeds} seed{'s' * (seeds > 1)})")
         ax.fill_between(epochs, [min(v) for _, v in points], [max(v) for _, v in points], color=line.get_color(), alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(f"validation {metric}")
-    ax.set_title("Validation score per epoch (mean over seeds, band: min to max)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "epoch", f"validation {metric}",
+            "Validation score per epoch (mean over seeds, band: min to max)")
     return True
 
 
@@ -76,12 +82,8 @@ def test_per_seed(runs_by_label: dict[str, dict[int, dict[str, Any]]], path: str
     ax.set_ylim(max(0.0, low - pad), high + pad)
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel(f"test {metric.replace('hit', 'HR').replace('ndcg', 'NDCG')}")
-    ax.set_title("Test score per seed (dots, numbered by seed) and mean (line)")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "", f"test {metric.replace('hit', 'HR').replace('ndcg', 'NDCG')}",
+            "Test score per seed (dots, numbered by seed) and mean (line)", legend=False)
     return True
 
 
@@ -106,14 +108,8 @@ def eval_time(rows: Sequence[dict[str, str]], path: str) -> bool:
     for (diffusion, key), points in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
         ax.scatter([p[0] for p in points], [p[1] for p in points], marker=markers[diffusion], label=key, s=30)
     ax.set_xscale("log")
-    ax.set_xlabel("seconds to rank every test user (log scale)")
-    ax.set_ylabel("test NDCG@10")
-    ax.set_title("Evaluation time against accuracy (one point per checkpoint)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, "seconds to rank every test user (log scale)", "test NDCG@10",
+            "Evaluation time against accuracy (one point per checkpoint)")
     return True
 
 
