@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--no_eval", action="store_true", help="time training only")
     p.add_argument("--loaders", default="recbole",
                    help="training loaders to time each model with, comma-separated: recbole, device (train_loader)")
+    p.add_argument("--train_modes", default="prefix",
+                   help="training modes to time each model in, comma-separated: prefix, sequence (train_mode)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -139,6 +141,7 @@ def bench_model(name, args, extra):
     from recbole_diffurec.keys import own_args, route_cmd_args
     from recbole.utils import get_trainer  # RecBole's lookup, as install() set it
 
+    from recbole_diffurec.sequence import target_field
     from recbole_diffurec.utils import get_model
 
     size = [  # the size and budget keys of this model (GRU4Rec has no blocks, DiffuRec no inner_size)
@@ -180,7 +183,9 @@ def bench_model(name, args, extra):
         trainer.eval_collector.data_collect(train)  # what fit() collects for the beyond-accuracy metrics
         loader = LimitedLoader(train, args.max_batches) if args.max_batches else train
         full_batches = len(train)
-        n_samples = sum(len(batch) for batch in loader)
+        # training targets: the samples in prefix mode, the positions with a loss in sequence mode
+        field = target_field(config)
+        n_samples = sum(int((batch[field] > 0).sum()) if field in batch else len(batch) for batch in loader)
         epoch_seconds, losses = [], []
         for epoch in range(args.epochs):
             start = time.perf_counter()
@@ -211,6 +216,7 @@ def bench_model(name, args, extra):
     rows = []
     for setting in settings:
         label = name if setting is None else f"{name} (K {setting[0] or model.diffusion.num_timesteps}, n_ensemble {setting[1]})"
+        label += f" [{config['train_mode']}]"
         result = test_results.get(setting, {})
         rows.append({
             "dataset": args.dataset,
@@ -283,10 +289,10 @@ def main(argv=None):
         args.dataset = dataset
         these = []
         loaders = args.loaders.split(",")
-        runs = [(name, loader) for name in models for loader in loaders]
-        for name, loader in runs:
-            for r in bench_model(name, args, extra + [f"--train_loader={loader}"]):
-                r["loader"] = loader
+        runs = [(name, loader, mode) for name in models for mode in args.train_modes.split(",") for loader in loaders]
+        for name, loader, mode in runs:
+            for r in bench_model(name, args, extra + [f"--train_loader={loader}", f"--train_mode={mode}"]):
+                r["loader"], r["train_mode"] = loader, mode
                 if len(loaders) > 1:
                     r["model"] += f" [{loader} loader]"
                 print(f"{r['model']}: {json.dumps({k: v for k, v in r.items() if k != 'losses'})}", flush=True)

@@ -26,6 +26,7 @@ from recbole_diffurec.data_files import check_dataset_files
 from recbole_diffurec.errors import UsageError
 from recbole_diffurec.keys import common_keys, known_keys, model_yaml_files, parse_cmd_args, raise_unknown_keys
 from recbole_diffurec.paths import PROPERTIES, default_data_path, resolve_config_file
+from recbole_diffurec.sequence import check_train_mode
 from recbole_diffurec.specs import check_values
 from recbole_diffurec.utils import get_model
 
@@ -199,7 +200,9 @@ class Config(RecBoleConfig):
             raise_unknown_keys(unknown, known, self.model)
 
     def _check_values(self):
-        """Every value the user set has the type (and range) its YAML declares (``specs.py``)."""
+        """Every value the user set has the type (and range) its YAML declares (``specs.py``),
+        and the model can train the way ``train_mode`` asks (``sequence.py``)."""
         problem = check_values(self.external_config_dict, self.final_config_dict)
+        problem = problem or check_train_mode(self.model_class, self.final_config_dict)
         if problem:
             raise UsageError(problem)

@@ -15,6 +15,9 @@ In a distributed run (``--nproc``) every process makes the same order and takes 
 each batch (``shard``): disjoint shares, the same number of batches in every process, each sample
 once per epoch.
 
+With ``train_mode: sequence`` the batches are over windows, each a training sample read at every
+position with its per-position targets (``sequence.py``): grouped, shuffled and sharded alike.
+
 ``get_dataloader`` wraps RecBole's: ``compat.py`` puts it into RecBole's ``data_preparation``,
 which then builds this loader whenever the config asks for grouping or the device loader.
 """
@@ -25,6 +28,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import torch
 from recbole.data.dataloader import TrainDataLoader
 from recbole.data.interaction import Interaction
+
+from recbole_diffurec.sequence import sequence_windows, target_field
 
 if TYPE_CHECKING:
     from recbole.config import Config
@@ -71,6 +76,13 @@ class SequentialTrainDataLoader(TrainDataLoader):
     def __init__(self, config, dataset, sampler, shuffle=False):
         self.pool_batches = config["train_length_grouping"]
         self.lengths = dataset.inter_feat[config["ITEM_LIST_LENGTH_FIELD"]]
+        # sequence training: the batches are over windows (sequence.py), each a prefix sample
+        # (row) read at every position, with its per-position targets
+        self.rows = self.window_targets = None
+        if config["train_mode"] == "sequence":
+            self.rows, self.window_targets = sequence_windows(dataset, config)
+            self.lengths = self.lengths[self.rows]
+            self.target_field = target_field(config)
         self.order_generator = torch.Generator()
         self.order_generator.manual_seed(config["seed"])
         self.world_size = 1 if config["single_spec"] else config["world_size"]
@@ -81,7 +93,11 @@ class SequentialTrainDataLoader(TrainDataLoader):
         if config["train_loader"] == "device":  # what a sequential model reads of a training sample
             names = (config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"],
                      config["ITEM_LIST_LENGTH_FIELD"])
-            self.fields = {k: dataset.inter_feat[k].to(config["device"]) for k in names}
+            self.fields = {k: dataset.inter_feat[k] for k in names}
+            if self.rows is not None:
+                self.fields = {k: v[self.rows] for k, v in self.fields.items()}
+                self.fields[self.target_field] = self.window_targets
+            self.fields = {k: v.to(config["device"]) for k, v in self.fields.items()}
 
     def _init_batch_size_and_step(self):
         super()._init_batch_size_and_step()
@@ -94,9 +110,17 @@ class SequentialTrainDataLoader(TrainDataLoader):
                 self.lengths, self.batch_step, self.pool_batches, self.order_generator, self.shuffle
             )
             batches = list(order.split(self.batch_step))
+        elif self.rows is not None:  # windows, shuffled by RecBole's generator
+            order = torch.randperm(len(self.rows), generator=self.generator) if self.shuffle else torch.arange(len(self.rows))
+            batches = list(order.split(self.batch_step))
         else:
             batches = self._recbole_batches()
         return shard(batches, self.rank, self.world_size)
+
+    def targets_per_epoch(self) -> int:
+        """Training targets of an epoch: the samples in prefix mode, the positions with a loss in
+        sequence mode."""
+        return len(self.lengths) if self.window_targets is None else int((self.window_targets > 0).sum())
 
     def _recbole_batches(self):
         """The batches RecBole's loader gives in one process this epoch, drawn as it draws them;
@@ -117,7 +141,12 @@ class SequentialTrainDataLoader(TrainDataLoader):
         batches = self.epoch_batches()
         if self.fields is None:
             for index in batches:
-                yield super().collate_fn(index.numpy())
+                if self.rows is None:
+                    yield super().collate_fn(index.numpy())
+                    continue
+                interaction = super().collate_fn(self.rows[index].numpy())
+                interaction.update(Interaction({self.target_field: self.window_targets[index]}))
+                yield interaction
             return
         device = next(iter(self.fields.values())).device
         order = torch.cat(batches).to(device)  # one copy per epoch
@@ -164,6 +193,6 @@ def get_dataloader(config: Config, phase: str, recbole_get_dataloader: Callable[
                 "train_loader: device gathers the stored training samples as they are; it does not "
                 "support transform or negative sampling (train_neg_sample_args). Use train_loader: recbole."
             )
-    if config["train_length_grouping"] or config["train_loader"] == "device":
+    if config["train_length_grouping"] or config["train_loader"] == "device" or config["train_mode"] == "sequence":
         return SequentialTrainDataLoader
     return cls

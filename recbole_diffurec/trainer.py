@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 
+from recbole_diffurec.sequence import RECBOLE_SEQUENCE_MODELS, recbole_sequence_loss
 from recbole_diffurec.errors import NaNLossError, ResumeError
 
 if TYPE_CHECKING:
@@ -112,6 +113,10 @@ class Trainer(RecBoleTrainer):
         self._train_data = None
         self._fit_start = None
         self.valid_history = []  # [epoch, validation score] after each evaluation (saved with the state)
+        # sequence training of RecBole's own models (ours compute it in calculate_loss)
+        self.sequence_loss = None
+        if config["train_mode"] == "sequence" and type(model).__name__ in RECBOLE_SEQUENCE_MODELS:
+            self.sequence_loss = recbole_sequence_loss(model, config)
 
     def _build_optimizer(self, **kwargs):
         # models that want parameter groups (DiffuRec: no decay on the x_t/t pathway) say so
@@ -126,7 +131,7 @@ class Trainer(RecBoleTrainer):
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._epoch_idx = epoch_idx
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func or self.sequence_loss, show_progress)
         if self.scheduler is not None:
             self.scheduler.step()
         return loss

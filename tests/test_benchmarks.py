@@ -65,8 +65,16 @@ def test_benchmark_script(tiny_data, workdir, capsys):
     script("benchmark").main([
         "--models=DiffuRec,SASRec", f"--data_path={tiny_data}", "--epochs=1", "--hidden_size=8", "--n_heads=1",
         "--n_layers=1", "--max_len=10", "--batch_size=256", f"--out={out}", "--diffusion_steps=4",
+        "--train_modes=prefix,sequence",
     ])
     results = json.load(open(out))["results"]
-    assert [r["name"] for r in results] == ["DiffuRec", "SASRec"]
+    assert [(r["name"], r["train_mode"]) for r in results] == [
+        ("DiffuRec", "prefix"), ("DiffuRec", "sequence"), ("SASRec", "prefix"), ("SASRec", "sequence")]
     assert all(r["train_s_per_epoch"] > 0 for r in results)
+    # both modes train on the same targets: every training sample's target once per epoch
+    for name in ("DiffuRec", "SASRec"):
+        prefix, sequence = [r for r in results if r["name"] == name]
+        assert prefix["train_samples_per_s"] * prefix["train_s_per_epoch"] == pytest.approx(
+            sequence["train_samples_per_s"] * sequence["train_s_per_epoch"])
+        assert sequence["full_batches_per_epoch"] < prefix["full_batches_per_epoch"]
     assert "| DiffuRec" in capsys.readouterr().out

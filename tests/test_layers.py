@@ -109,12 +109,13 @@ def test_last_block_at_last_position_is_exact():
 
 
 def _full_then_gather(block):
-    """The block's forward computing every position, then reading ``last`` (its final argument)."""
+    """The block's forward computing every position, then reading ``last`` (the argument before
+    ``causal``, its final one)."""
     original = block.forward
 
     def forward(h, key_mask, *args):
-        *rest, last = args
-        out = original(h, key_mask, *rest, None)  # [B, L, H]
+        *rest, last, causal = args
+        out = original(h, key_mask, *rest, None, causal)  # [B, L, H]
         return out[torch.arange(out.shape[0]), last].unsqueeze(1)
 
     return forward

@@ -126,6 +126,11 @@ class GaussianDiffusion(nn.Module):
         t = self.timestep_map[t].float()
         return t * (1000.0 / self.original_num_steps) if self.rescale_timesteps else t
 
+    def unscale_timesteps(self, t_scaled: Tensor) -> Tensor:
+        """The original steps (of the trained T-step process) that ``scale_timesteps`` fed the network."""
+        t = t_scaled * (self.original_num_steps / 1000.0) if self.rescale_timesteps else t_scaled
+        return t.round().long()
+
     def sample_timesteps(self, batch_size: int, device: Device = None, generator: torch.Generator | None = None) -> Tensor:
         """Uniform t in {0..T-1}. (DiffuRec's "lossaware" sampler is never fed losses: uniform too.)"""
         return torch.randint(0, self.num_timesteps, (batch_size,), device=device, generator=generator)

@@ -4,6 +4,10 @@ Shapes: B batch, L history length, H hidden. Inputs: ``seq_emb`` [B, L, H] (alre
 dropped out and normalised), ``key_mask`` bool [B, L] (True at real items), ``x_t`` [B, H],
 ``t`` [B] (the scaled step the diffusion passes), ``last`` LongTensor [B] (index of the last real
 item: RecBole pads on the right, so it is item_seq_len - 1).
+
+Sequence training (docs/MODEL.md §12): ``x_t`` is [B, L, H], one noised target per position (the
+next item of each), ``causal`` hides later positions from each position, and with ``last`` None
+the output is every position's prediction [B, L, H].
 """
 import torch
 from torch import nn
@@ -57,19 +61,20 @@ class DiffuRecApproximator(nn.Module):
         mu = self.lambda_uncertainty
         return mu + mu * torch.randn(shape, device=device, generator=generator)
 
-    def encode(self, seq_emb, key_mask, cond, last, generator=None):
-        """The blocks over the history conditioned on ``cond`` = x_t + d_t [B, H] (Eq. 15); the
-        last block computes only the output at ``last``: [B, 1, H]."""
+    def encode(self, seq_emb, key_mask, cond, last, generator=None, causal=False, lam=None):
+        """The blocks over the history conditioned on ``cond`` = x_t + d_t, [B, 1, H] or one per
+        position [B, L, H] (Eq. 15); with ``last``, the last block computes only the output there:
+        [B, 1, H], else every position's [B, L, H]. ``lam``: lambda's draw, else drawn here."""
         if self.condition_token:  # one more position: the history's real items and the target
             B, L, H = seq_emb.shape
-            token = self.sample_lambda((B, 1, H), seq_emb.device, generator) * cond.unsqueeze(1)
-            h = torch.cat([seq_emb, token], dim=1)  # [B, L + 1, H]
+            lam = self.sample_lambda((B, 1, H), seq_emb.device, generator) if lam is None else lam
+            h = torch.cat([seq_emb, lam * cond], dim=1)  # [B, L + 1, H]
             key_mask = torch.cat([key_mask, key_mask.new_ones(B, 1)], dim=1)
         else:
-            lam = self.sample_lambda(seq_emb.shape, seq_emb.device, generator)  # [B, L, H]
-            h = seq_emb + lam * cond.unsqueeze(1)  # [B, L, H]
+            lam = self.sample_lambda(seq_emb.shape, seq_emb.device, generator) if lam is None else lam  # [B, L, H]
+            h = seq_emb + lam * cond  # [B, L, H]
         for i, block in enumerate(self.blocks):
-            h = block(h, key_mask, last if i == len(self.blocks) - 1 else None)
+            h = block(h, key_mask, last if i == len(self.blocks) - 1 else None, causal)
         return h
 
     def pathway_parameters(self):
@@ -78,10 +83,15 @@ class DiffuRecApproximator(nn.Module):
         them (``pathway_weight_decay``): their real gradient is ~lambda times the others'."""
         return list(self.t_embedder.parameters()) + list(self.condition_map.parameters())
 
-    def forward(self, seq_emb, key_mask, x_t, t, last, generator=None):
-        cond = self.condition_map(x_t + self.t_embedder(t))  # [B, H]
-        h = self.encode(seq_emb, key_mask, cond, last, generator)  # [B, 1, H]
-        return self.norm(self.dropout(h)).squeeze(1)  # [B, H]
+    def forward(self, seq_emb, key_mask, x_t, t, last, generator=None, causal=False, lam=None):
+        """pred_xstart [B, H] at ``last``, or [B, L, H] at every position when ``last`` is None."""
+        d_t = self.t_embedder(t)  # [B, H]
+        if x_t.dim() == 2:
+            x_t = x_t.unsqueeze(1)  # one target for the whole history: [B, 1, H]
+        cond = self.condition_map(x_t + d_t.unsqueeze(1))  # [B, 1, H] or [B, L, H]
+        h = self.encode(seq_emb, key_mask, cond, last, generator, causal, lam)
+        h = self.norm(self.dropout(h))
+        return h.squeeze(1) if last is not None else h
 
 
 class CrossAttentionBlock(nn.Module):
@@ -95,10 +105,12 @@ class CrossAttentionBlock(nn.Module):
         self.cross_attention_sublayer = PreNormResidual(hidden_size, dropout)
         self.block = TransformerBlock(hidden_size, n_heads, dropout)
 
-    def forward(self, h, key_mask, query, last=None):
-        # query [B, 1, H] attends to the (normalised) real items of h; [B, 1, H] + [B, L, H]
-        h = self.cross_attention_sublayer(h, lambda x: self.cross_attention(query, x, key_mask))
-        return self.block(h, key_mask, last)
+    def forward(self, h, key_mask, query, last=None, causal=False):
+        # query [B, 1, H] attends to the (normalised) real items of h; [B, 1, H] + [B, L, H].
+        # Sequence training: one query per position [B, L, H], position j's over keys <= j, its
+        # result added to position j only
+        h = self.cross_attention_sublayer(h, lambda x: self.cross_attention(query, x, key_mask, causal))
+        return self.block(h, key_mask, last, causal)
 
 
 class DiffuRecSysApproximator(DiffuRecApproximator):
@@ -123,12 +135,14 @@ class DiffuRecSysApproximator(DiffuRecApproximator):
             p for block in self.blocks for p in block.cross_attention.query.parameters()
         ]
 
-    def encode(self, seq_emb, key_mask, cond, last, generator=None):
+    def encode(self, seq_emb, key_mask, cond, last, generator=None, causal=False, lam=None):
         B, _, H = seq_emb.shape
-        query = self.sample_lambda((B, 1, H), seq_emb.device, generator) * cond.unsqueeze(1)  # [B, 1, H]
+        if lam is None:
+            lam = self.sample_lambda((B, cond.shape[1], H), seq_emb.device, generator)
+        query = lam * cond  # [B, 1, H], or [B, L, H] in sequence training
         if not self.chain_blocks:  # only the last block reaches the output
-            return self.blocks[-1](seq_emb, key_mask, query, last)
+            return self.blocks[-1](seq_emb, key_mask, query, last, causal)
         h = seq_emb
         for i, block in enumerate(self.blocks):  # each block takes the previous block's output
-            h = block(h, key_mask, query, last if i == len(self.blocks) - 1 else None)
+            h = block(h, key_mask, query, last if i == len(self.blocks) - 1 else None, causal)
         return h

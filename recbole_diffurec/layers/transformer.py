@@ -3,7 +3,8 @@
 Shapes: B batch, L history length, Q query length, H hidden, nh heads, hs = H / nh.
 Masks: ``key_mask`` is a bool [B, L], True at real items. Only keys are masked (the reference
 masks query rows instead, so real items attend to padding; we fix that): outputs at real
-positions do not depend on padded positions.
+positions do not depend on padded positions. ``causal`` (sequence training) also hides the
+positions after each query's own.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ class MultiHeadAttention(nn.Module):
         # the reference Xavier-initialises the output projection only
         nn.init.xavier_normal_(self.out.weight)
 
-    def forward(self, query, memory, key_mask):
+    def forward(self, query, memory, key_mask, causal=False):
+        """``causal`` (query i is position i of memory, Q = L): query i attends to keys <= i only."""
         B, Q, H = query.shape
         L = memory.shape[1]
         hs = H // self.n_heads
@@ -37,10 +39,18 @@ class MultiHeadAttention(nn.Module):
         k = self.key(memory).view(B, L, self.n_heads, hs).transpose(1, 2)  # [B, nh, L, hs]
         v = self.value(memory).view(B, L, self.n_heads, hs).transpose(1, 2)  # [B, nh, L, hs]
         attn_mask = key_mask[:, None, None, :]  # [B, 1, 1, L], broadcast over heads and queries
+        if causal:
+            assert Q == L, "a causal mask needs one query per position"
+            attn_mask = attn_mask & causal_mask(L, key_mask.device)  # [B, 1, L, L]
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )  # [B, nh, Q, hs]
         return self.out(y.transpose(1, 2).reshape(B, Q, H))
+
+
+def causal_mask(length: int, device=None) -> Tensor:
+    """bool [L, L], True where query i may attend to key j (j <= i)."""
+    return torch.ones(length, length, dtype=torch.bool, device=device).tril()
 
 
 class FeedForward(nn.Module):
@@ -81,13 +91,16 @@ class TransformerBlock(nn.Module):
         self.feed_forward_sublayer = PreNormResidual(hidden_size, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, h, key_mask, last=None):
+    def forward(self, h, key_mask, last=None, causal=False):
         """h [B, L, H] -> [B, L, H]; with ``last`` [B], only the outputs at those positions, [B, 1, H]
-        (every position is still a key: the same numbers, for 1/L of the query-side work)."""
+        (every position is still a key: the same numbers, for 1/L of the query-side work).
+        ``causal``: position i attends to positions <= i only (with ``last``, the last real item
+        already sees only real items, so the key mask suffices)."""
         memory = self.attention_sublayer.norm(h)  # keys and values: every position, normalised
         if last is not None:
             h = h[torch.arange(h.shape[0], device=h.device), last].unsqueeze(1)  # [B, 1, H]
-        h = self.attention_sublayer(h, lambda x: self.attention(x, memory, key_mask))
+            causal = False
+        h = self.attention_sublayer(h, lambda x: self.attention(x, memory, key_mask, causal))
         h = self.feed_forward_sublayer(h, self.feed_forward)
         return self.dropout(h)
 

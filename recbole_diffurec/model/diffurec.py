@@ -17,6 +17,7 @@ from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedul
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.model.config_reader import read_config
 from recbole_diffurec.errors import UsageError
+from recbole_diffurec.sequence import target_field
 
 if TYPE_CHECKING:
     from recbole.data.interaction import Interaction
@@ -71,6 +72,7 @@ class DiffuRec(SequentialRecommender):
         "condition_norm",
         "condition_token",
         "target_scale",
+        "train_mode",
     )
 
     def __init__(self, config, dataset):
@@ -89,6 +91,8 @@ class DiffuRec(SequentialRecommender):
         self.inference_batch_size = p["inference_batch_size"]
         self.autocast_bf16 = p["autocast_bf16"]
         self.target_scale = p["target_scale"]  # (its range, like every key's, is checked by Config)
+        self.sequence_training = p["train_mode"] == "sequence"
+        self.TARGET_SEQ = target_field(config)
 
         # layers
         self.item_embedding = nn.Embedding(self.n_items, self.hidden_size)
@@ -177,6 +181,8 @@ class DiffuRec(SequentialRecommender):
 
     # ----- training -----
     def calculate_loss(self, interaction: Interaction) -> Tensor:
+        if self.sequence_training:
+            return self.sequence_loss(interaction)
         item_seq = interaction[self.ITEM_SEQ]
         item_seq_len = interaction[self.ITEM_SEQ_LEN]
         pos_items = interaction[self.POS_ITEM_ID]
@@ -189,6 +195,44 @@ class DiffuRec(SequentialRecommender):
         pred_xstart = self.forward(item_seq, item_seq_len, x_t, t)
         logits = pred_xstart @ self.item_embedding.weight.T  # [B, N+1]
         return self.loss_fct(logits, pos_items)
+
+    def sequence_losses(
+        self, item_seq: Tensor, item_seq_len: Tensor, targets: Tensor, t: Tensor | None = None,
+        noise: Tensor | None = None, lam: Tensor | None = None,
+    ) -> Tensor:
+        """Cross-entropy of every position of windows [B, L] (sequence training, docs/MODEL.md
+        §12): position j's target x_0 = e(targets[:, j]) is noised at the window's step t [B],
+        each position with its own noise, and the causal approximator predicts it from positions
+        <= j. Returns [B, L], 0 where ``targets`` is 0. ``t``, ``noise`` [B, L, H] and ``lam``
+        (lambda's draw) may be given, as the exactness tests do."""
+        seq_emb, key_mask, _ = self.encode_history(item_seq, item_seq_len)
+        L = seq_emb.shape[1]
+        targets = targets[:, :L]
+        x_start = self.item_embedding(targets) * self.target_scale  # [B, L, H]
+        if t is None:
+            t = self.diffusion.sample_timesteps(x_start.shape[0], x_start.device)
+        if noise is None:  # offset noise: one shift per position (each is its own target)
+            noise = self.position_offset_noise(x_start)
+        x_t = self.diffusion.q_sample(x_start, t, noise[:, :L])  # [B, L, H]
+        with self.autocast(seq_emb.device):
+            pred_xstart = self.approximator(
+                seq_emb, key_mask, x_t, self.diffusion.scale_timesteps(t), None, causal=True,
+                lam=None if lam is None else lam[:, :L],
+            ).float()  # [B, L, H]
+        logits = pred_xstart @ self.item_embedding.weight.T  # [B, L, N+1]
+        losses = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, L]
+        return losses * (targets > 0)
+
+    def position_offset_noise(self, x_start: Tensor) -> Tensor:
+        """Offset noise (Eq. 17) with one shift per position: [B, L, H]."""
+        B, L, H = x_start.shape
+        return offset_noise((B * L, H), self.offset_noise_strength, device=x_start.device).view(B, L, H)
+
+    def sequence_loss(self, interaction: Interaction) -> Tensor:
+        """Mean cross-entropy over every position with a target (sequence training)."""
+        targets = interaction[self.TARGET_SEQ]
+        losses = self.sequence_losses(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], targets)
+        return losses.sum() / (targets > 0).sum().clamp(min=1)
 
     # ----- inference -----
     def sample_members(
@@ -203,9 +247,29 @@ class DiffuRec(SequentialRecommender):
         if n_ensemble > 1:
             seq_emb, key_mask, last = seq_emb.repeat(n_ensemble, 1, 1), key_mask.repeat(n_ensemble, 1), last.repeat(n_ensemble)
 
+        known = None
+        if self.sequence_training:  # each earlier position's target is its next item, known here
+            item_seq = item_seq[:, : seq_emb.shape[1]]
+            known = torch.zeros_like(item_seq)
+            known[:, :-1] = item_seq[:, 1:]
+            known = self.item_embedding(known) * self.target_scale  # [B, L, H]
+            if n_ensemble > 1:
+                known = known.repeat(n_ensemble, 1, 1)
+        rows = torch.arange(seq_emb.shape[0], device=seq_emb.device)
+
         def denoise(x_t, t_scaled):
             x_in = torch.zeros_like(x_t) if zero_xt else x_t
-            pred = self.approximator(seq_emb, key_mask, x_in, t_scaled, last, generator=generator).float()
+            if known is not None:
+                # as in training: every position holds its own target noised at the same step,
+                # the last one the reverse process's x_t (docs/MODEL.md §12)
+                t = self.diffusion.unscale_timesteps(t_scaled)
+                noise = torch.randn(known.shape, device=known.device, generator=generator)
+                x_seq = self.diffusion.q_sample(known, t, noise)
+                x_seq[rows, last] = x_in
+                x_in = x_seq
+            pred = self.approximator(
+                seq_emb, key_mask, x_in, t_scaled, last, generator=generator, causal=known is not None
+            ).float()
             return pred * self.target_scale if self.target_scale != 1 else pred
 
         x_T = torch.randn(n_ensemble * B, self.hidden_size, device=seq_emb.device, generator=generator)

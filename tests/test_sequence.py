@@ -1,0 +1,131 @@
+"""Sequence training (train_mode: sequence): the windows cover every training target once, the
+networks are causal, and the loss at each position is the loss of the prefix sample ending there,
+for DiffuRec, DiffuRecSys and RecBole's SASRec and GRU4Rec."""
+import os
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, build_model, tiny_args
+
+sys.path.insert(0, ROOT)
+import run_recbole_diffurec as runner  # noqa: E402
+from recbole_diffurec.sequence import recbole_sequence_outputs, sequence_windows, target_field  # noqa: E402
+
+SEQ = ("--train_mode=sequence",)
+DIFFUSION = ("--diffusion_steps=4",)
+
+
+def window_batch(tiny_data, model, *extra):
+    """(config, model, windows that start at a user's first item: item_seq, lengths, targets)."""
+    extra = (DIFFUSION if model.startswith("DiffuRec") else ()) + extra
+    config, net, train, _, _ = build_model(tiny_data, model, *SEQ, *extra)
+    rows, targets = sequence_windows(train.dataset, config)
+    feat = train.dataset.inter_feat
+    lengths = feat[config["ITEM_LIST_LENGTH_FIELD"]][rows]
+    full = (targets > 0).sum(1) == lengths  # every position in the loss: the window starts at x_0
+    item_seq = feat[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]][rows][full][:8]
+    return config, net.eval(), item_seq, lengths[full][:8], targets[full][:8]
+
+
+n_windows = {}
+
+
+@pytest.mark.parametrize("stride", [0, 4])
+def test_windows_cover_every_training_target_once(tiny_data, stride):
+    config, _, train, _, _ = build_model(tiny_data, "SASRec", *SEQ, f"--train_window_stride={stride}")
+    rows, targets = sequence_windows(train.dataset, config)
+    feat = train.dataset.inter_feat
+    n_samples = len(feat)  # RecBole's prefix samples: one per training target
+    assert int((targets > 0).sum()) == n_samples
+    # each position's target is the next item of the window (the last one the sample's target)
+    seq = feat[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]][rows]
+    lengths = feat[config["ITEM_LIST_LENGTH_FIELD"]][rows]
+    for w in range(len(rows)):
+        n = int(lengths[w])
+        expected = torch.cat([seq[w, 1:n], feat[config["ITEM_ID_FIELD"]][rows[w]].view(1)])
+        kept = targets[w, :n] > 0
+        assert torch.equal(targets[w, :n][kept], expected[kept]) and not targets[w, n:].any()
+    # per user, the multiset of targets equals the targets of its prefix samples
+    uid = feat[config["USER_ID_FIELD"]]
+    for user in uid.unique()[:10]:
+        windows = (uid[rows] == user).nonzero().flatten()
+        got = torch.sort(targets[windows][targets[windows] > 0]).values
+        want = torch.sort(feat[config["ITEM_ID_FIELD"]][uid == user]).values
+        assert torch.equal(got, want)
+    n_windows[stride] = len(rows)
+    if len(n_windows) == 2:  # overlapping windows: more of them, each target still once
+        assert n_windows[4] > n_windows[0]
+
+
+@pytest.mark.parametrize("model", ["DiffuRec", "DiffuRecSys"])
+def test_diffusion_models_are_causal_and_exact_per_prefix(tiny_data, model):
+    config, net, item_seq, lengths, targets = window_batch(tiny_data, model, "--lambda_uncertainty=0.3")
+    B, L = item_seq.shape
+    H = config["hidden_size"]
+    torch.manual_seed(0)
+    t = net.diffusion.sample_timesteps(B)
+    noise = torch.randn(B, L, H)
+    lam = net.approximator.sample_lambda((B, L, H), "cpu")
+    with torch.no_grad():
+        full = net.sequence_losses(item_seq, lengths, targets, t, noise, lam)  # [B, L']
+        assert full.shape[1] == int(lengths.max()) and (full[targets[:, : full.shape[1]] > 0] > 0).all()
+        for j in range(1, int(lengths.min())):
+            # the same causal network on the prefix sample that ends at position j
+            prefix = net.sequence_losses(item_seq[:, : j + 1], torch.full((B,), j + 1), targets[:, : j + 1],
+                                         t, noise[:, : j + 1], lam[:, : j + 1])
+            assert torch.allclose(prefix[:, j], full[:, j], atol=1e-5), j
+            # items after j change nothing at positions <= j
+            changed_seq, changed_targets = item_seq.clone(), targets.clone()
+            changed_seq[:, j + 1:] = torch.where(changed_seq[:, j + 1:] > 0, 1 + changed_seq[:, j + 1:] % 5, 0)
+            changed_targets[:, j:] = torch.where(changed_targets[:, j:] > 0, 1 + changed_targets[:, j:] % 5, 0)
+            changed_targets[:, j] = targets[:, j]
+            other = net.sequence_losses(changed_seq, lengths, changed_targets, t, noise, lam)
+            assert torch.allclose(other[:, : j + 1], full[:, : j + 1], atol=1e-5), j
+
+
+@pytest.mark.parametrize("model", ["SASRec", "GRU4Rec"])
+def test_recbole_models_per_position_equal_their_prefix_samples(tiny_data, model):
+    config, net, item_seq, lengths, targets = window_batch(tiny_data, model)
+    with torch.no_grad():
+        out = recbole_sequence_outputs(net, item_seq)  # [B, L, H]
+        logits = out @ net.item_embedding.weight.T
+        for j in range(int(lengths.min())):
+            per_position = torch.nn.functional.cross_entropy(logits[:, j], targets[:, j])
+            prefix_seq = torch.zeros_like(item_seq)
+            prefix_seq[:, : j + 1] = item_seq[:, : j + 1]
+            interaction = {net.ITEM_SEQ: prefix_seq, net.ITEM_SEQ_LEN: torch.full((len(item_seq),), j + 1),
+                           net.POS_ITEM_ID: targets[:, j]}
+            assert torch.allclose(net.calculate_loss(interaction), per_position, atol=1e-5), j
+
+
+@pytest.mark.parametrize("model", ["DiffuRecSys", "SASRec", "GRU4Rec"])
+def test_sequence_training_runs_end_to_end(tiny_data, workdir, capsys, model):
+    extra = SEQ + (DIFFUSION if model == "DiffuRecSys" else ())
+    args = ["--model=" + model, "--dataset=ml-100k"] + tiny_args(tiny_data, *extra, "--epochs=2", model=model)
+    assert runner.main(args) == 0
+    out = capsys.readouterr().out
+    test_line = [line for line in out.splitlines() if line.startswith("test")][0]
+    values = [float(v) for v in test_line.split()[1:]]
+    assert all(0 <= v <= 1 for v in values) and any(v > 0 for v in values)
+
+
+def test_models_without_sequence_training_refuse_it(tiny_data, workdir, capsys):
+    args = ["--model=BERT4Rec", "--dataset=ml-100k", f"--data_path={tiny_data}", "--train_mode=sequence"]
+    assert runner.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "BERT4Rec" in err and "train_mode: prefix" in err
+    args = ["--model=SASRec", "--dataset=ml-100k", f"--data_path={tiny_data}", "--train_mode=sequence",
+            "--MAX_ITEM_LIST_LENGTH=10", "--train_window_stride=11"]
+    assert runner.main(args) == 2
+    assert "train_window_stride" in capsys.readouterr().err
+
+
+def test_sequence_batches_carry_targets(tiny_data):
+    config, _, train, _, _ = build_model(tiny_data, "DiffuRecSys", *SEQ, *DIFFUSION, "--train_length_grouping=4")
+    batch = next(iter(train))
+    field = target_field(config)
+    assert batch[field].shape == batch[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]].shape
+    assert train.targets_per_epoch() == len(train.dataset.inter_feat)
+    assert len(train) == -(-len(train.lengths) // config["train_batch_size"])
