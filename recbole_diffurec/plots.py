@@ -102,12 +102,17 @@ def eval_time(rows: Sequence[dict[str, str]], path: str) -> bool:
     groups = {}
     for row in rows:
         diffusion = row["K"] not in ("", "-")
-        key = f"{row['model']}, K = {row['K']}" + (f", ensemble {row['ensemble']}" if diffusion and row["ensemble"] not in ("1", "") else "") if diffusion else row["model"]
-        groups.setdefault((diffusion, key), []).append((float(row["eval_s"]), float(row["NDCG@10"])))
+        ensemble = int(row["ensemble"]) if diffusion and row["ensemble"] not in ("", "-") else 1
+        order = (not diffusion, row["model"], int(row["K"]) if diffusion else 0, ensemble)
+        key = row["model"] if not diffusion else f"{row['model']}, K = {row['K']}" + (f", ensemble {ensemble}" if ensemble > 1 else "")
+        groups.setdefault((order, diffusion, key), []).append((float(row["eval_s"]), float(row["NDCG@10"])))
     markers = {False: "s", True: "o"}
-    for (diffusion, key), points in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1])):
+    for (_, diffusion, key), points in sorted(groups.items()):
         ax.scatter([p[0] for p in points], [p[1] for p in points], marker=markers[diffusion], label=key, s=30)
     ax.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())
     _finish(plt, fig, ax, path, "seconds to rank every test user (log scale)", "test NDCG@10",
             "Evaluation time against accuracy (one point per checkpoint)")
     return True
