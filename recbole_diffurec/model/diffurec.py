@@ -219,9 +219,11 @@ class DiffuRec(SequentialRecommender):
                 seq_emb, key_mask, x_t, self.diffusion.scale_timesteps(t), None, causal=True,
                 lam=None if lam is None else lam[:, :L],
             ).float()  # [B, L, H]
-        logits = pred_xstart @ self.item_embedding.weight.T  # [B, L, N+1]
-        losses = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # [B, L]
-        return losses * (targets > 0)
+        mask = targets > 0  # scored only where there is a target: scoring every item dominates the cost
+        losses = torch.zeros(targets.shape, dtype=pred_xstart.dtype, device=pred_xstart.device)  # [B, L]
+        logits = pred_xstart[mask] @ self.item_embedding.weight.T  # [targets, N+1]
+        losses[mask] = nn.functional.cross_entropy(logits, targets[mask], reduction="none")
+        return losses
 
     def position_offset_noise(self, x_start: Tensor) -> Tensor:
         """Offset noise (Eq. 17) with one shift per position: [B, L, H]."""
