@@ -129,3 +129,29 @@ def test_sequence_batches_carry_targets(tiny_data):
     assert batch[field].shape == batch[config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]].shape
     assert train.targets_per_epoch() == len(train.dataset.inter_feat)
     assert len(train) == -(-len(train.lengths) // config["train_batch_size"])
+
+
+@pytest.mark.parametrize("model", ["DiffuRecSys", "SASRec"])
+def test_sequence_run_resumes_to_the_same_metrics(model, tiny_data, workdir):
+    """The window order is drawn from the run's generators and saved with the training state:
+    2 epochs, then 2 more after a resume, end as 4 epochs in one go."""
+    from test_trainer import _run
+
+    extra = SEQ + (DIFFUSION if model == "DiffuRecSys" else ("--train_length_grouping=4",))
+    whole = _run(tiny_data, model, "--epochs=4", *extra, state_file=str(workdir / "whole.state.pth"))
+    _run(tiny_data, model, "--epochs=2", *extra, state_file=str(workdir / "part.state.pth"))
+    resumed = _run(tiny_data, model, "--epochs=4", *extra, state_file=str(workdir / "part.state.pth"), resume=True)
+    assert resumed["test_result"] == whole["test_result"]
+    assert resumed["valid_history"] == whole["valid_history"]
+
+
+def test_sequence_training_on_two_processes(tiny_data, workdir):
+    """Each of two gloo processes takes its share of every batch of windows."""
+    from test_scale import free_port
+
+    from recbole_diffurec.quick_start import run
+
+    result = run("DiffuRecSys", "ml-100k", cmd_args=tiny_args(tiny_data, *SEQ, *DIFFUSION, "--n_heads=2", "--epochs=2"),
+                 nproc=2, port=free_port())
+    assert result is not None and result["epochs_trained"] == 2
+    assert 0.0 < float(result["test_result"]["hit@10"]) <= 1.0
