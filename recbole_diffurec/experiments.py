@@ -33,8 +33,8 @@ import traceback
 from typing import Any, Callable, Sequence
 
 from recbole_diffurec.metrics import ACCURACY as METRICS
-from recbole_diffurec.provenance import portable
 from recbole_diffurec.metrics import BEYOND, LABELS, markdown_table
+from recbole_diffurec.provenance import portable
 
 
 def run_key(dataset: str, model: str, seed: int) -> str:

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recbole_diffurec.errors import UsageError
 
 if TYPE_CHECKING:
     from recbole.config import Config
@@ -56,6 +55,8 @@ def check_train_mode(model_class: type, config: dict) -> str | None:
             f"train_mode: sequence trains causal models on every position of a history; {model_class.__name__} "
             "is not one of DiffuRec, DiffuRecSysV1, DiffuRecSys, SASRec, GRU4Rec: set train_mode: prefix."
         )
+    if model_class.__name__ in RECBOLE_SEQUENCE_MODELS and config.get("loss_type") != "CE":
+        return f"train_mode: sequence trains {model_class.__name__} with the cross-entropy over all items: set loss_type: CE."
     if config.get("condition_token"):
         return "condition_token adds one position per history, which sequence training has no place for: set condition_token: False or train_mode: prefix."
     stride, max_len = config.get("train_window_stride"), config.get("MAX_ITEM_LIST_LENGTH")
@@ -97,12 +98,20 @@ def sequence_windows(dataset: Dataset, config: Config) -> tuple[Tensor, Tensor]:
     return rows, targets
 
 
-def masked_cross_entropy(output: Tensor, targets: Tensor, item_table: Tensor) -> Tensor:
-    """Mean cross-entropy over the positions with a target: ``output`` [B, L, H] scored against
-    every item id (``item_table`` [N+1, H]), ``targets`` [B, L] (0 = no loss)."""
+def position_cross_entropy(output: Tensor, targets: Tensor, item_table: Tensor) -> Tensor:
+    """Cross-entropy at every position [B, L]: ``output`` [B, L, H] scored against every item id
+    (``item_table`` [N+1, H]) where ``targets`` [B, L] has a target, 0 elsewhere. Only the
+    positions with a target are scored: scoring every item is most of the cost."""
     mask = targets > 0
+    losses = torch.zeros(targets.shape, dtype=output.dtype, device=output.device)  # [B, L]
     logits = output[mask] @ item_table.T  # [targets, N+1]
-    return torch.nn.functional.cross_entropy(logits, targets[mask])
+    losses[mask] = torch.nn.functional.cross_entropy(logits, targets[mask], reduction="none")
+    return losses
+
+
+def mean_over_targets(losses: Tensor, targets: Tensor) -> Tensor:
+    """The mean of per-position losses [B, L] over the positions with a target."""
+    return losses.sum() / (targets > 0).sum().clamp(min=1)
 
 
 def _sasrec_outputs(model, item_seq: Tensor) -> Tensor:
@@ -132,14 +141,13 @@ def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tens
     """The loss of RecBole's SASRec or GRU4Rec trained on every position of a window (their
     cross-entropy over all items, the only loss sequence training offers them)."""
     field = target_field(config)
-    if model.loss_type != "CE":
-        raise UsageError(f"train_mode: sequence trains {type(model).__name__} with loss_type CE; set loss_type: CE.")
 
     def loss(interaction: Interaction) -> Tensor:
         item_seq, targets = interaction[model.ITEM_SEQ], interaction[field]
         # causal, positions counted from the first item: cutting trailing padding changes nothing
         width = int(interaction[model.ITEM_SEQ_LEN].max())
         outputs = recbole_sequence_outputs(model, item_seq[:, :width])
-        return masked_cross_entropy(outputs, targets[:, :width], model.item_embedding.weight)
+        targets = targets[:, :width]
+        return mean_over_targets(position_cross_entropy(outputs, targets, model.item_embedding.weight), targets)
 
     return loss

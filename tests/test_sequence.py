@@ -120,6 +120,9 @@ def test_models_without_sequence_training_refuse_it(tiny_data, workdir, capsys):
             "--MAX_ITEM_LIST_LENGTH=10", "--train_window_stride=11"]
     assert runner.main(args) == 2
     assert "train_window_stride" in capsys.readouterr().err
+    args = ["--model=SASRec", "--dataset=ml-100k", f"--data_path={tiny_data}", "--train_mode=sequence", "--loss_type=BPR"]
+    assert runner.main(args) == 2
+    assert "loss_type: CE" in capsys.readouterr().err
 
 
 def test_sequence_batches_carry_targets(tiny_data):

@@ -17,7 +17,7 @@ from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedul
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.model.config_reader import read_config
 from recbole_diffurec.errors import UsageError
-from recbole_diffurec.sequence import target_field
+from recbole_diffurec.sequence import mean_over_targets, position_cross_entropy, target_field
 
 if TYPE_CHECKING:
     from recbole.data.interaction import Interaction
@@ -219,11 +219,7 @@ class DiffuRec(SequentialRecommender):
                 seq_emb, key_mask, x_t, self.diffusion.scale_timesteps(t), None, causal=True,
                 lam=None if lam is None else lam[:, :L],
             ).float()  # [B, L, H]
-        mask = targets > 0  # scored only where there is a target: scoring every item dominates the cost
-        losses = torch.zeros(targets.shape, dtype=pred_xstart.dtype, device=pred_xstart.device)  # [B, L]
-        logits = pred_xstart[mask] @ self.item_embedding.weight.T  # [targets, N+1]
-        losses[mask] = nn.functional.cross_entropy(logits, targets[mask], reduction="none")
-        return losses
+        return position_cross_entropy(pred_xstart, targets, self.item_embedding.weight)
 
     def position_offset_noise(self, x_start: Tensor) -> Tensor:
         """Offset noise (Eq. 17) with one shift per position: [B, L, H]."""
@@ -234,7 +230,7 @@ class DiffuRec(SequentialRecommender):
         """Mean cross-entropy over every position with a target (sequence training)."""
         targets = interaction[self.TARGET_SEQ]
         losses = self.sequence_losses(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], targets)
-        return losses.sum() / (targets > 0).sum().clamp(min=1)
+        return mean_over_targets(losses, targets)
 
     # ----- inference -----
     def sample_members(
@@ -257,7 +253,7 @@ class DiffuRec(SequentialRecommender):
             known = self.item_embedding(known) * self.target_scale  # [B, L, H]
             if n_ensemble > 1:
                 known = known.repeat(n_ensemble, 1, 1)
-        rows = torch.arange(seq_emb.shape[0], device=seq_emb.device)
+            rows = torch.arange(seq_emb.shape[0], device=seq_emb.device)
 
         def denoise(x_t, t_scaled):
             x_in = torch.zeros_like(x_t) if zero_xt else x_t
