@@ -33,7 +33,7 @@ import traceback
 from typing import Any, Callable, Sequence
 
 from recbole_diffurec.metrics import ACCURACY as METRICS
-from recbole_diffurec.metrics import BEYOND, LABELS, markdown_table
+from recbole_diffurec.metrics import BEYOND, LABELS, PROTOCOLS, markdown_table
 from recbole_diffurec.provenance import portable
 
 
@@ -123,6 +123,10 @@ def run_grid(
                 status="ok",
                 best_valid_result={k: float(v) for k, v in result["best_valid_result"].items()},
                 test_result={k: float(v) for k, v in result["test_result"].items()},
+                eval_protocol=result["eval_protocol"],
+                test_result_by_protocol={
+                    p: {k: float(v) for k, v in r.items()} for p, r in result["test_result_by_protocol"].items()
+                },
                 train_seconds=result["train_seconds"],
                 test_seconds=result["test_seconds"],
                 epochs_trained=result["epochs_trained"],
@@ -249,6 +253,12 @@ def paired_ttest(model_values: Sequence[float], baseline_values: Sequence[float]
     return float(t), float(p), rel
 
 
+def run_protocol(runs) -> str:
+    """The evaluation protocol of a model's runs' ``test_result`` (records before the key: RecBole's)."""
+    protocols = sorted({r.get("eval_protocol", PROTOCOLS[0]) for r in runs})
+    return "+".join(protocols)
+
+
 def read_study(out: str) -> dict[str, Any]:
     """``OUT/study.yaml``, the folder's own settings for ``--tables`` (empty if absent):
     ``baseline`` (the label t-tests compare against) and ``headline`` (label: name shown, in order)."""
@@ -318,9 +328,10 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
     for dataset, models in grouped.items():
         for model, runs in models.items():
             stats_ = [_mean_std([r["test_result"][m] for r in runs.values()]) for m in METRICS]
-            rows.append([dataset, model, len(runs)] + [f"{mu:.6f}" for mu, _ in stats_] + [f"{sd:.6f}" for _, sd in stats_])
-            md_rows.append([dataset, model, len(runs)] + [f"{mu:.4f} ± {sd:.4f}" for mu, sd in stats_])
-    header = ["dataset", "model", "seeds"]
+            cells = [dataset, model, len(runs), run_protocol(runs.values())]
+            rows.append(cells + [f"{mu:.6f}" for mu, _ in stats_] + [f"{sd:.6f}" for _, sd in stats_])
+            md_rows.append(cells + [f"{mu:.4f} ± {sd:.4f}" for mu, sd in stats_])
+    header = ["dataset", "model", "seeds", "protocol"]
     tables["table3_metrics"] = _write(  # the CSV keeps mean and std in separate columns
         out, "table3_metrics", header + labels, rows, md_rows,
         csv_header=header + [f"{lab} mean" for lab in labels] + [f"{lab} std" for lab in labels],
@@ -388,6 +399,27 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
         tables["table6_beyond_accuracy"] = _write(
             out, "table6_beyond_accuracy", header + names, rows, md_rows,
             csv_header=header + [f"{n} mean" for n in names] + [f"{n} std" for n in names],
+        )
+
+    # Both protocols side by side, for the runs that recorded both
+    rows, md_rows = [], []
+    for dataset, models in grouped.items():
+        for model, runs in models.items():
+            both = [r for r in runs.values() if r.get("test_result_by_protocol")]
+            if not both:
+                continue
+            cells = [dataset, model, ",".join(str(r["seed"]) for r in both)]
+            stats_ = [
+                _mean_std([r["test_result_by_protocol"][p][m] for r in both])
+                for p in PROTOCOLS for m in ("hit@10", "ndcg@10")
+            ]
+            rows.append(cells + [f"{mu:.6f}" for mu, _ in stats_] + [f"{sd:.6f}" for _, sd in stats_])
+            md_rows.append(cells + [f"{mu:.4f} ± {sd:.4f}" for mu, sd in stats_])
+    if rows:
+        names = [f"{m} ({p})" for p in PROTOCOLS for m in ("HR@10", "NDCG@10")]
+        tables["protocols"] = _write(
+            out, "protocols", ["dataset", "model", "seeds"] + names, rows, md_rows,
+            csv_header=["dataset", "model", "seeds"] + [f"{n} mean" for n in names] + [f"{n} std" for n in names],
         )
 
     # Table 2: training time

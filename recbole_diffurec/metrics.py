@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Iterable, Sequence
 
 KS = (5, 10, 20)
+# the evaluation protocols (protocol.py): RecBole's full ranking, and with the user's history removed
+PROTOCOLS = ("recbole", "exclude_history")
 ACCURACY = [f"{m}@{k}" for m in ("hit", "ndcg") for k in KS]
 # RecBole's beyond-accuracy metrics (properties/overall.yaml), reported at 10
 BEYOND = ["itemcoverage@10", "averagepopularity@10", "giniindex@10", "tailpercentage@10"]

@@ -11,6 +11,7 @@ from logging import getLogger
 from typing import Any, Iterator, Sequence
 
 import recbole.utils
+import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
@@ -18,6 +19,7 @@ from recbole_diffurec import provenance
 from recbole_diffurec.config import Config
 from recbole_diffurec.data_files import check_inter_file
 from recbole_diffurec.errors import UsageError
+from recbole_diffurec.protocol import PROTOCOLS, attach_histories, protocol_of
 from recbole_diffurec.utils import get_model
 
 
@@ -156,6 +158,24 @@ def run_logging(config: Config, log_file: str | None = None) -> Iterator[None]:
             own.close()
 
 
+def test_under_both_protocols(trainer, test_data, saved: bool, show_progress: bool) -> dict[str, dict]:
+    """The test metrics of the best model under the run's protocol (first, as a plain test would
+    compute them) and under the other one, both from the same random numbers: a model whose
+    inference draws noise (the reverse process) ranks with the same noise under both."""
+    configured = trainer.exclude_history
+    rng = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    results = {protocol_of(configured): trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)}
+    torch.set_rng_state(rng[0])
+    if rng[1] is not None:
+        torch.cuda.set_rng_state_all(rng[1])
+    trainer.exclude_history = not configured
+    try:
+        results[protocol_of(not configured)] = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
+    finally:
+        trainer.exclude_history = configured
+    return {p: results[p] for p in PROTOCOLS}
+
+
 def _run(config, counts, saved, state_file, resume):
     logger = getLogger()
     logger.info(" ".join(sys.argv))
@@ -174,6 +194,7 @@ def _run(config, counts, saved, state_file, resume):
         ) from None
     logger.info(dataset_obj)
     train_data, valid_data, test_data = data_preparation(config, dataset_obj)
+    attach_histories(train_data, valid_data, test_data)
 
     init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
     model_obj = get_model(config["model"])(config, train_data._dataset).to(config["device"])
@@ -196,11 +217,14 @@ def _run(config, counts, saved, state_file, resume):
     )
     train_seconds = trainer.training_seconds() if resumable else time.time() - start
     start = time.time()
-    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    test_by_protocol = test_under_both_protocols(trainer, test_data, saved, config["show_progress"])
+    test_result = test_by_protocol[protocol_of(trainer.exclude_history)]
     test_seconds = time.time() - start
 
     logger.info(set_color("best valid ", "yellow") + f": {best_valid_result}")
     logger.info(set_color("test result", "yellow") + f": {test_result}")
+    for protocol, result in test_by_protocol.items():
+        logger.info(set_color(f"test result ({protocol} protocol)", "yellow") + f": {result}")
     return {
         "model": config["model"],
         "dataset": config["dataset"],
@@ -208,6 +232,8 @@ def _run(config, counts, saved, state_file, resume):
         "valid_score_bigger": config["valid_metric_bigger"],
         "best_valid_result": dict(best_valid_result or {}),
         "test_result": dict(test_result),
+        "eval_protocol": protocol_of(trainer.exclude_history),
+        "test_result_by_protocol": {k: dict(v) for k, v in test_by_protocol.items()},
         "checkpoint": trainer.saved_model_file if saved else None,
         "state_file": trainer.state_file if resumable else None,
         # our Trainer counts epochs; RecBole's special trainers (none of the models here) do not

@@ -113,6 +113,9 @@ class Trainer(RecBoleTrainer):
         self._train_data = None
         self._fit_start = None
         self.valid_history = []  # [epoch, validation score] after each evaluation (saved with the state)
+        # the evaluation protocol (protocol.py): remove the user's history from the ranking
+        self.exclude_history = bool(config["eval_exclude_history"])
+        self._eval_history = None  # the UserHistory of the loader being evaluated, when excluded
         # sequence training of RecBole's own models (ours compute it in calculate_loss)
         self.sequence_loss = None
         if config["train_mode"] == "sequence" and type(model).__name__ in RECBOLE_SEQUENCE_MODELS:
@@ -262,7 +265,19 @@ class Trainer(RecBoleTrainer):
     def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
         if load_best_model and not self.config["single_spec"]:
             torch.distributed.barrier()  # rank 0 has finished writing the best checkpoint
+        self._eval_history = None
+        if self.exclude_history and eval_data:
+            self._eval_history = getattr(eval_data, "user_history", None)
+            if self._eval_history is None:
+                raise ValueError("eval_exclude_history needs the loader's user_history (protocol.attach_histories)")
         return super().evaluate(eval_data, load_best_model, model_file, show_progress)
+
+    def _full_sort_batch_eval(self, batched_data):
+        interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
+        if self._eval_history is not None:
+            rows, items = self._eval_history.index(interaction[self.config["USER_ID_FIELD"]])
+            scores[rows.to(scores.device), items.to(scores.device)] = -np.inf
+        return interaction, scores, positive_u, positive_i
 
     def resume_checkpoint(self, resume_file):
         super().resume_checkpoint(resume_file)
