@@ -84,6 +84,15 @@ def test_q_sample_zero_noise_and_moments():
     assert torch.allclose(d.q_sample(torch.zeros_like(x0), t, noise), (1 - ab).sqrt() * noise)
 
 
+def test_q_sample_one_step_per_position():
+    """t [B, L] (sequence training with a step per position): element (b, l) is noised at t[b, l]."""
+    d = make()
+    x0, noise = torch.randn(3, 4, 8), torch.randn(3, 4, 8)
+    t = torch.randint(0, 32, (3, 4))
+    ab = d.alphas_cumprod[t][..., None]
+    assert torch.allclose(d.q_sample(x0, t, noise), ab.sqrt() * x0 + (1 - ab).sqrt() * noise)
+
+
 def test_posterior_is_product_of_gaussians():
     """q(x_{t-1}|x_t,x_0) ∝ N(x_t; sqrt(a_t) x_{t-1}, b_t) N(x_{t-1}; sqrt(ab_{t-1}) x_0, 1 - ab_{t-1})."""
     d = make().double()  # float32-stored coefficients, compared in float64

@@ -59,13 +59,15 @@ def test_windows_cover_every_training_target_once(tiny_data, stride):
         assert n_windows[4] > n_windows[0]
 
 
-@pytest.mark.parametrize("model", ["DiffuRec", "DiffuRecSys"])
-def test_diffusion_models_are_causal_and_exact_per_prefix(tiny_data, model):
+@pytest.mark.parametrize("model,steps", [("DiffuRec", "window"), ("DiffuRecSys", "window"), ("DiffuRecSys", "position")])
+def test_diffusion_models_are_causal_and_exact_per_prefix(tiny_data, model, steps):
+    """One step per window (t [B]) or per position (t [B, L]): position j's loss is the loss of
+    its prefix sample at the same step, noise and lambda."""
     config, net, item_seq, lengths, targets = window_batch(tiny_data, model, "--lambda_uncertainty=0.3")
     B, L = item_seq.shape
     H = config["hidden_size"]
     torch.manual_seed(0)
-    t = net.diffusion.sample_timesteps(B)
+    t = net.diffusion.sample_timesteps(B) if steps == "window" else net.diffusion.sample_timesteps(B * L).view(B, L)
     noise = torch.randn(B, L, H)
     lam = net.approximator.sample_lambda((B, L, H), "cpu")
     with torch.no_grad():
@@ -74,7 +76,7 @@ def test_diffusion_models_are_causal_and_exact_per_prefix(tiny_data, model):
         for j in range(1, int(lengths.min())):
             # the same causal network on the prefix sample that ends at position j
             prefix = net.sequence_losses(item_seq[:, : j + 1], torch.full((B,), j + 1), targets[:, : j + 1],
-                                         t, noise[:, : j + 1], lam[:, : j + 1])
+                                         t if steps == "window" else t[:, : j + 1], noise[:, : j + 1], lam[:, : j + 1])
             assert torch.allclose(prefix[:, j], full[:, j], atol=1e-5), j
             # items after j change nothing at positions <= j
             changed_seq, changed_targets = item_seq.clone(), targets.clone()

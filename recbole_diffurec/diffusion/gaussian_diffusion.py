@@ -18,8 +18,9 @@ Device = Union[torch.device, str, None]
 
 
 def extract(coef: Tensor, t: Tensor, x: Tensor) -> Tensor:
-    """coef[t] broadcast to the shape of ``x``: [T] -> [B, 1, ..., 1]."""
-    return coef[t].view(-1, *([1] * (x.dim() - 1)))
+    """coef[t] broadcast to the shape of ``x``: t [B] -> [B, 1, ..., 1]; t [B, L] (one step per
+    position of a sequence) -> [B, L, 1, ..., 1]."""
+    return coef[t].view(*t.shape, *([1] * (x.dim() - t.dim())))
 
 
 def offset_noise(

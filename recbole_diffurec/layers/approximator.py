@@ -85,10 +85,10 @@ class DiffuRecApproximator(nn.Module):
 
     def forward(self, seq_emb, key_mask, x_t, t, last, generator=None, causal=False, lam=None):
         """pred_xstart [B, H] at ``last``, or [B, L, H] at every position when ``last`` is None."""
-        d_t = self.t_embedder(t)  # [B, H]
+        d_t = self.t_embedder(t)  # [B, H], or [B, L, H] with one step per position (t [B, L])
         if x_t.dim() == 2:
             x_t = x_t.unsqueeze(1)  # one target for the whole history: [B, 1, H]
-        cond = self.condition_map(x_t + d_t.unsqueeze(1))  # [B, 1, H] or [B, L, H]
+        cond = self.condition_map(x_t + (d_t.unsqueeze(1) if d_t.dim() == 2 else d_t))  # [B, 1, H] or [B, L, H]
         h = self.encode(seq_emb, key_mask, cond, last, generator, causal, lam)
         h = self.norm(self.dropout(h))
         return h.squeeze(1) if last is not None else h

@@ -106,10 +106,10 @@ class TransformerBlock(nn.Module):
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: int = 10000) -> Tensor:
-    """Sinusoidal embedding [B, dim] of (possibly fractional) steps t [B], in [cos, sin] order."""
+    """Sinusoidal embedding [..., dim] of (possibly fractional) steps t [...], in [cos, sin] order."""
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
+    args = t.float()[..., None] * freqs
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
@@ -127,4 +127,4 @@ class TimestepEmbedder(nn.Module):
         )
 
     def forward(self, t):
-        return self.mlp(timestep_embedding(t, self.hidden_size))  # [B, H]
+        return self.mlp(timestep_embedding(t, self.hidden_size))  # [B, H], or [B, L, H] for t [B, L]

@@ -73,6 +73,7 @@ class DiffuRec(SequentialRecommender):
         "condition_token",
         "target_scale",
         "train_mode",
+        "sequence_timesteps",
     )
 
     def __init__(self, config, dataset):
@@ -92,6 +93,7 @@ class DiffuRec(SequentialRecommender):
         self.autocast_bf16 = p["autocast_bf16"]
         self.target_scale = p["target_scale"]  # (its range, like every key's, is checked by Config)
         self.sequence_training = p["train_mode"] == "sequence"
+        self.timestep_per_position = p["sequence_timesteps"] == "position"
         self.TARGET_SEQ = target_field(config)
 
         # layers
@@ -201,16 +203,20 @@ class DiffuRec(SequentialRecommender):
         noise: Tensor | None = None, lam: Tensor | None = None,
     ) -> Tensor:
         """Cross-entropy of every position of windows [B, L] (sequence training, docs/MODEL.md
-        §12): position j's target x_0 = e(targets[:, j]) is noised at the window's step t [B],
-        each position with its own noise, and the causal approximator predicts it from positions
-        <= j. Returns [B, L], 0 where ``targets`` is 0. ``t``, ``noise`` [B, L, H] and ``lam``
-        (lambda's draw) may be given, as the exactness tests do."""
+        §12): position j's target x_0 = e(targets[:, j]) is noised at the window's step t [B]
+        (``sequence_timesteps: position``: its own step, t [B, L]), each position with its own
+        noise, and the causal approximator predicts it from positions <= j. Returns [B, L], 0 where
+        ``targets`` is 0. ``t``, ``noise`` [B, L, H] and ``lam`` (lambda's draw) may be given, as
+        the exactness tests do."""
         seq_emb, key_mask, _ = self.encode_history(item_seq, item_seq_len)
         L = seq_emb.shape[1]
         targets = targets[:, :L]
         x_start = self.item_embedding(targets) * self.target_scale  # [B, L, H]
-        if t is None:
+        if t is None and self.timestep_per_position:
+            t = self.diffusion.sample_timesteps(x_start.shape[0] * L, x_start.device).view(-1, L)
+        elif t is None:
             t = self.diffusion.sample_timesteps(x_start.shape[0], x_start.device)
+        t = t[:, :L] if t.dim() == 2 else t
         if noise is None:  # offset noise: one shift per position (each is its own target)
             noise = self.position_offset_noise(x_start)
         x_t = self.diffusion.q_sample(x_start, t, noise[:, :L])  # [B, L, H]
