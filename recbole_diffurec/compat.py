@@ -39,6 +39,8 @@ Where RecBole finds things (its lookups have no registry, so they are replaced):
 8. ``recbole.quick_start``'s ``Config``: for this package's models, our ``Config`` (our YAML
    defaults: overall, the model's YAML chain, the dataset; strict keys), so RecBole's own
    ``run_recbole``/``run`` train them; any other model keeps RecBole's ``Config`` unchanged.
+9. ``recbole.trainer.trainer.early_stopping``: the rule of the running fit (``stopping_rule``,
+   ``stopping.py``); RecBole's own rule outside our Trainer's fit.
 """
 import functools
 import sys
@@ -193,6 +195,19 @@ def _quick_start_config():
     _replace(quick_start, "Config", Config)
 
 
+# ----- 9: the early-stopping rule -----
+def _early_stopping():
+    import recbole.trainer.trainer as recbole_trainer
+
+    from recbole_diffurec import stopping
+
+    def early_stopping(value, best, cur_step, max_step, bigger=True):
+        return stopping.early_stopping_in_effect(value, best, cur_step, max_step, bigger)
+
+    early_stopping.__doc__ = stopping.early_stopping_in_effect.__doc__
+    _replace(recbole_trainer, "early_stopping", early_stopping)
+
+
 def install():
     """Apply every change above; safe to call again."""
     _numpy_aliases()
@@ -203,3 +218,4 @@ def install():
     _lookups()
     _dataloader()
     _quick_start_config()
+    _early_stopping()

@@ -27,6 +27,7 @@ from recbole.trainer import Trainer as RecBoleTrainer
 
 from recbole_diffurec.sequence import RECBOLE_SEQUENCE_MODELS, recbole_sequence_loss
 from recbole_diffurec.errors import NaNLossError, ResumeError
+from recbole_diffurec.stopping import stopping_rule
 
 if TYPE_CHECKING:
     from recbole.data.dataloader import AbstractDataLoader
@@ -160,7 +161,8 @@ class Trainer(RecBoleTrainer):
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
 
-        return super().fit(train_data, valid_data, verbose, saved, show_progress, callback)
+        with stopping_rule(self.config["stopping_rule"], self.config["stopping_min_delta"]):
+            return super().fit(train_data, valid_data, verbose, saved, show_progress, callback)
 
     def _decay_on_plateau(self, epoch_idx):
         # RecBole's counter of evaluations without improvement has just been updated; it resets
