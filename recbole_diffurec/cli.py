@@ -140,6 +140,10 @@ def main(argv=None):
     from recbole_diffurec.quick_start import run
 
     try:
+        for name in ("nproc", "jobs", "max_evals"):  # counts: 0 or less is a mistake, not "the default"
+            value = getattr(args, name, None)
+            if value is not None and value < 1:
+                raise UsageError(f"--{name} must be at least 1, not {value}.")
         if args.tables:
             from recbole_diffurec.experiments import build_tables
 

@@ -41,9 +41,15 @@ Where RecBole finds things (its lookups have no registry, so they are replaced):
    ``run_recbole``/``run`` train them; any other model keeps RecBole's ``Config`` unchanged.
 9. ``recbole.trainer.trainer.early_stopping``: the rule of the running fit (``stopping_rule``,
    ``stopping.py``); RecBole's own rule outside our Trainer's fit.
+10. RecBole's exhaustive search draws its proposals with a legacy ``np.random.RandomState``, which
+   hyperopt >= 0.2.7 calls ``rng.integers`` on (the ``Generator`` method): every exhaustive search
+   ended in an AttributeError. RecBole's ``hyper_tuning`` module alone sees a numpy whose
+   ``random.RandomState`` also has ``integers`` (the same draws as its ``randint``); hyperopt,
+   numpy and every other module are unchanged.
 """
 import functools
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -208,6 +214,29 @@ def _early_stopping():
     _replace(recbole_trainer, "early_stopping", early_stopping)
 
 
+# ----- 10: RecBole's exhaustive search with hyperopt >= 0.2.7 -----
+class RandomStateWithIntegers(np.random.RandomState):
+    """numpy's legacy ``RandomState`` with ``Generator.integers``' signature, drawing as ``randint``."""
+
+    def integers(self, low, high=None, size=None, dtype=np.int64, endpoint=False):
+        if high is None:
+            low, high = 0, low
+        return self.randint(low, high + 1 if endpoint else high, size=size, dtype=dtype)
+
+
+def _exhaustive_search():
+    import recbole.trainer.hyper_tuning as hyper_tuning
+
+    if getattr(hyper_tuning.np, MARK, False):
+        return
+    view = types.ModuleType("numpy")  # numpy, as RecBole's hyper_tuning module sees it
+    view.__dict__.update({k: v for k, v in np.__dict__.items() if not k.startswith("__")})
+    view.random = types.ModuleType("numpy.random")
+    view.random.__dict__.update({k: v for k, v in np.random.__dict__.items() if not k.startswith("__")})
+    view.random.RandomState = RandomStateWithIntegers
+    _replace(hyper_tuning, "np", view)
+
+
 def install():
     """Apply every change above; safe to call again."""
     _numpy_aliases()
@@ -219,3 +248,4 @@ def install():
     _dataloader()
     _quick_start_config()
     _early_stopping()
+    _exhaustive_search()

@@ -207,3 +207,14 @@ def test_only_compat_patches_third_party_objects():
                 if isinstance(first, ast.Name) and first.id in third_party:
                     offences.append(f"{dotted}: setattr({first.id}, ...)")
     assert not offences, offences
+
+
+def test_recboles_search_rng_draws_integers_like_randint():
+    import numpy as np
+
+    from recbole_diffurec.compat import RandomStateWithIntegers
+
+    a, b = RandomStateWithIntegers(3), np.random.RandomState(3)
+    assert a.integers(0, 7, size=20).tolist() == b.randint(0, 7, size=20).tolist()
+    assert a.integers(5, size=3).tolist() == b.randint(0, 5, size=3).tolist()
+    assert a.integers(1, 2, endpoint=True, size=50).max() == 2

@@ -253,6 +253,8 @@ BAD_INPUTS = [
     (["--hyper=typo.hyper"], ["'learnin_rate'", "learning_rate"]),
     (["--hyper=typo.hyper", "--algo=grid"], ["--algo", "exhaustive, random, bayes"]),
     (["--model=SASRec", "--nproc=2", "--world_size=1"], ["--world_size >= 2"]),
+    (["--model=SASRec", "--nproc=0"], ["--nproc must be at least 1, not 0"]),
+    (["--hyper=typo.hyper", "--max_evals=0"], ["--max_evals must be at least 1, not 0"]),
     (["--tables=nowhere"], ["no finished run", "nowhere"]),
     (["--case_study=junk.pth"], ["'junk.pth' is not a checkpoint saved by a run"]),
     (["--case_study=dict.pth"], ["'dict.pth' is not a checkpoint", "lacks 'config'"]),

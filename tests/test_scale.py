@@ -162,3 +162,27 @@ def test_each_process_gets_its_share_of_the_single_process_batches(tiny_data, wo
             got = loader.epoch_batches()
             assert len(got) == len(loader) == len(shard(expected, r, 2))
             assert all(torch.equal(a, b) for a, b in zip(got, shard(expected, r, 2)))
+
+
+@pytest.mark.parametrize("algo", ["exhaustive", "random", "bayes"])
+def test_every_search_algorithm_runs_two_trials(algo, tiny_data, workdir, capsys):
+    """Each --algo runs end to end (exhaustive: every combination of the choice parameters)."""
+    import json
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, ROOT)
+    import run_recbole_diffurec as runner
+
+    space = "learning_rate choice [0.001,0.002]\n" if algo == "exhaustive" else SPACE.replace("dropout_prob", "hidden_dropout_prob")
+    (workdir / "space.hyper").write_text(space)
+    out = workdir / "res"
+    args = ["--model=SASRec", "--hyper=space.hyper", f"--algo={algo}", f"--out={out}"]
+    args += [] if algo == "exhaustive" else ["--max_evals=2"]
+    assert runner.main(args + tiny_args(tiny_data, "--seed=5", model="SASRec")) == 0
+    records = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    if algo == "exhaustive":
+        assert sorted(r["params"]["learning_rate"] for r in records) == [0.001, 0.002]
+    assert (out / "best.yaml").exists()
