@@ -11,6 +11,7 @@ are measured; every draw is seeded (``recbole_diffurec/pathway.py`` defines each
 import argparse
 import logging
 import os
+import sys
 
 
 
@@ -22,7 +23,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the reverse runs' generator")
     args = parser.parse_args(argv)
 
-    from recbole_diffurec.checkpoints import load_for_inference
+    from recbole_diffurec.checkpoints import load_for_inference, model_checkpoints
+    from recbole_diffurec.errors import UsageError
     from recbole_diffurec.pathway import pathway_stats
 
     logging.disable(logging.WARNING)
@@ -31,8 +33,14 @@ def main(argv=None):
         "| K = 1 vs T | single vs ensemble | mean norm d_t | mean norm item |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    for path in args.checkpoints:
-        config, model, _, _, test = load_for_inference(path)
+    failed = False
+    for path in model_checkpoints(args.checkpoints, log=lambda note: print(note, file=sys.stderr)):
+        try:
+            config, model, _, _, test = load_for_inference(path)
+        except UsageError as e:  # a file that is not a model checkpoint: one line, the others go on
+            print(f"error: {e}", file=sys.stderr)
+            failed = True
+            continue
         if not hasattr(model, "sample_members"):
             print(f"| {os.path.basename(path)} | {config['model']} | not a diffusion model |", flush=True)
             continue
@@ -43,7 +51,8 @@ def main(argv=None):
             f"| {s['top10_single_vs_ens']:.1%} | {s['dt_norm']:.3g} | {s['item_norm']:.3g} |",
             flush=True,
         )
+    return 2 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

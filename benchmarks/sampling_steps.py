@@ -18,6 +18,7 @@ import contextlib
 import csv
 import logging
 import os
+import sys
 import time
 
 CSV_HEADER = ["checkpoint", "model", "seed", "K", "ensemble", "eval_s", "HR@10", "NDCG@10", "ItemCoverage@10",
@@ -35,7 +36,8 @@ def main(argv=None):
     import torch
 
     from recbole_diffurec.case_study import beyond_accuracy, metrics_from_ranks, user_ranks
-    from recbole_diffurec.checkpoints import load_for_inference
+    from recbole_diffurec.checkpoints import load_for_inference, model_checkpoints
+    from recbole_diffurec.errors import UsageError
 
     logging.disable(logging.WARNING)
     print(
@@ -48,8 +50,14 @@ def main(argv=None):
         csv_file = open(args.csv, "w", newline="")
         writer = csv.writer(csv_file)
         writer.writerow(CSV_HEADER)
-    for path in args.checkpoints:
-        config, model, train, _, test = load_for_inference(path)
+    failed = False
+    for path in model_checkpoints(args.checkpoints, log=lambda note: print(note, file=sys.stderr)):
+        try:
+            config, model, train, _, test = load_for_inference(path)
+        except UsageError as e:  # a file that is not a model checkpoint: one line, the others go on
+            print(f"error: {e}", file=sys.stderr)
+            failed = True
+            continue
         diffusion = hasattr(model, "inference_settings")
         grid = [(int(k), int(n)) for k in args.steps.split(",") for n in args.ensembles.split(",")]
         for k, n in grid if diffusion else [(None, None)]:
@@ -73,6 +81,8 @@ def main(argv=None):
                 csv_file.flush()
     if writer is not None:
         csv_file.close()
+    return 2 if failed else 0
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,10 +1,15 @@
-"""Load a checkpoint saved by a run for inference-only tools (``benchmarks/sampling_steps.py``,
-``benchmarks/pathway.py``): the config it was trained with, the model with its weights, and the
-data split it was evaluated on. Keys an older checkpoint lacks are filled when its config is
-unpickled (``Config.__setstate__``)."""
+"""A model checkpoint loaded for inference-only tools (``--case_study``,
+``benchmarks/sampling_steps.py``, ``benchmarks/pathway.py``, RecBole's ``load_data_and_model``):
+the config it was trained with, the model with its weights, and the data split it was evaluated on.
+A training state or a foreign file gets one line naming the file needed (``run_files.py``). Keys an
+older checkpoint lacks are filled when its config is unpickled (``Config.__setstate__``)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from recbole_diffurec.run_files import CHECKPOINT, FOREIGN, checkpoint_kind, model_checkpoints, wrong_kind
+
+__all__ = ["read_checkpoint", "load_for_inference", "model_checkpoints"]
 
 if TYPE_CHECKING:
     import torch
@@ -28,15 +33,13 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, weights_only=False, map_location="cpu")  # a pickled Config inside
     except Exception as e:  # noqa: BLE001 - whatever the file is, the answer is the same
-        raise UsageError(
-            f"'{path}' is not a checkpoint saved by a run ({type(e).__name__}: {e}); use a .pth from saved/ "
-            "or OUT/checkpoints/ (not a .state.pth)."
-        ) from None
-    if not isinstance(checkpoint, dict) or not {"config", "state_dict"} <= set(checkpoint):
-        raise UsageError(
-            f"'{path}' is not a checkpoint saved by a run (it lacks 'config' and 'state_dict'); use a .pth from "
-            "saved/ or OUT/checkpoints/ (a training state .state.pth is for --resume)."
-        )
+        raise UsageError(f"{wrong_kind(path, FOREIGN, CHECKPOINT)[:-1]} (unreadable: {type(e).__name__}: {e}).") from None
+    kind = checkpoint_kind(checkpoint)
+    if kind != CHECKPOINT:
+        line = wrong_kind(path, kind, CHECKPOINT)
+        if kind == FOREIGN and isinstance(checkpoint, dict):
+            line = line[:-1] + " (it lacks 'config' and 'state_dict')."
+        raise UsageError(line)
     return checkpoint
 
 

@@ -46,6 +46,9 @@ Where RecBole finds things (its lookups have no registry, so they are replaced):
    ended in an AttributeError. RecBole's ``hyper_tuning`` module alone sees a numpy whose
    ``random.RandomState`` also has ``integers`` (the same draws as its ``randint``); hyperopt,
    numpy and every other module are unchanged.
+11. ``recbole.quick_start.load_data_and_model``: given a training state or a foreign file, it ended
+   in a TypeError deep in numpy's seeding; the file's kind is checked first, and a file that is not
+   a model checkpoint gets the one line of ``checkpoints.read_checkpoint`` (a ``UsageError``).
 """
 import functools
 import sys
@@ -237,6 +240,22 @@ def _exhaustive_search():
     _replace(hyper_tuning, "np", view)
 
 
+# ----- 11: RecBole's checkpoint loader told which file it got -----
+def _load_data_and_model():
+    import recbole.quick_start
+    import recbole.quick_start.quick_start as quick_start
+
+    from recbole_diffurec.checkpoints import read_checkpoint
+
+    def load_data_and_model(model_file):
+        read_checkpoint(model_file)  # a training state or a foreign file: one line naming the file needed
+        return original(quick_start, "load_data_and_model")(model_file)
+
+    load_data_and_model.__doc__ = quick_start.load_data_and_model.__doc__
+    for module in (quick_start, recbole.quick_start):
+        _replace(module, "load_data_and_model", load_data_and_model)
+
+
 def install():
     """Apply every change above; safe to call again."""
     _numpy_aliases()
@@ -249,3 +268,4 @@ def install():
     _quick_start_config()
     _early_stopping()
     _exhaustive_search()
+    _load_data_and_model()

@@ -16,21 +16,12 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
 from recbole_diffurec import provenance
+from recbole_diffurec.run_files import checkpoint_beside, state_beside
 from recbole_diffurec.config import Config
 from recbole_diffurec.data_files import check_inter_file
 from recbole_diffurec.errors import UsageError
 from recbole_diffurec.protocol import PROTOCOLS, attach_histories, protocol_of
 from recbole_diffurec.utils import get_model
-
-
-def state_file_for(checkpoint: str) -> str:
-    """The training state saved next to a best checkpoint ``X.pth``: ``X.state.pth``."""
-    return (checkpoint[:-4] if checkpoint.endswith(".pth") else checkpoint) + ".state.pth"
-
-
-def checkpoint_for(state_file: str) -> str:
-    """The best checkpoint named after a training state ``X.state.pth``: ``X.pth``."""
-    return (state_file[: -len(".state.pth")] if state_file.endswith(".state.pth") else state_file) + ".pth"
 
 
 def run(
@@ -42,7 +33,7 @@ def run(
     """Train ``model`` on ``dataset``, select on validation, evaluate once on test.
 
     With ``saved``, the training state is written after every epoch to ``state_file`` (default:
-    next to the best checkpoint, see ``state_file_for``); with ``resume`` and an existing
+    next to the best checkpoint, see ``checkpoints.state_beside``); with ``resume`` and an existing
     ``state_file``, training continues from it. Returns a dict with the best validation score and
     results, the test results, the checkpoint path (None when ``saved`` is False), the training
     state's path, the number of trained epochs and the wall seconds spent training (over every
@@ -205,8 +196,8 @@ def _run(config, counts, saved, state_file, resume):
     resumable = saved and hasattr(trainer, "load_training_state")
     if resumable:
         if state_file:  # a named run (the compare grid's key): its best checkpoint is named alike
-            trainer.saved_model_file = checkpoint_for(state_file)
-        trainer.state_file = state_file or state_file_for(trainer.saved_model_file)
+            trainer.saved_model_file = checkpoint_beside(state_file)
+        trainer.state_file = state_file or state_beside(trainer.saved_model_file)
         if resume and os.path.isfile(trainer.state_file):
             trainer.load_training_state(trainer.state_file, train_data)
         else:

@@ -26,6 +26,7 @@ import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 
 from recbole_diffurec.sequence import RECBOLE_SEQUENCE_MODELS, recbole_sequence_loss
+from recbole_diffurec.run_files import STATE, checkpoint_kind, wrong_kind
 from recbole_diffurec.errors import NaNLossError, ResumeError
 from recbole_diffurec.stopping import stopping_rule
 
@@ -222,8 +223,11 @@ class Trainer(RecBoleTrainer):
             raise ResumeError(
                 f"cannot read the training state {state_file} ({type(e).__name__}: {e}); delete it to start the run afresh."
             ) from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ResumeError(f"{state_file} is not a training state saved by this version; delete it to start afresh.")
+        kind = checkpoint_kind(state)
+        if kind != STATE:
+            raise ResumeError(wrong_kind(state_file, kind, STATE))
+        if state.get("format") != STATE_FORMAT:
+            raise ResumeError(f"{state_file} is a training state of another version; delete it to start afresh.")
         now = _comparable_config(self.config)
         # over the keys both have: one only the saved run has is one this model does not define
         # (an older version passed e.g. SASRec's inner_size from a shared file: it never reached

@@ -78,3 +78,53 @@ def test_benchmark_script(tiny_data, workdir, capsys):
             sequence["train_samples_per_s"] * sequence["train_s_per_epoch"])
         assert sequence["full_batches_per_epoch"] < prefix["full_batches_per_epoch"]
     assert "| DiffuRec" in capsys.readouterr().out
+
+
+# ----- which kind of file each reader got -----
+def test_tools_given_a_glob_skip_training_states(checkpoint, tmp_path, capsys):
+    """OUT/checkpoints/*.pth holds X.pth and X.state.pth: the state is skipped with a note, a
+    foreign file gets one line, the checkpoint is measured."""
+    import torch
+
+    state = checkpoint[:-4] + ".state.pth"
+    assert os.path.isfile(state)
+    foreign = str(tmp_path / "weights.pth")
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    assert script("pathway").main([checkpoint, state, foreign, "--users=10", "--runs=2"]) == 2
+    captured = capsys.readouterr()
+    assert len(table_rows(captured.out)) == 1
+    err = captured.err.strip().splitlines()
+    assert len(err) == 2 and "Traceback" not in captured.err
+    assert err[0].startswith(f"skipping {state}: a training state") and checkpoint in err[0]
+    assert err[1].startswith(f"error: '{foreign}' is not a model checkpoint")
+    assert script("sampling_steps").main([state]) == 0  # nothing left to measure, nothing wrong
+    assert "skipping" in capsys.readouterr().err
+
+
+def test_case_study_and_recboles_loader_name_the_file_they_need(checkpoint, workdir, capsys):
+    import sys
+
+    sys.path.insert(0, ROOT)
+    import run_recbole_diffurec as runner
+    from recbole.quick_start import load_data_and_model
+
+    from recbole_diffurec.errors import UsageError
+
+    state = checkpoint[:-4] + ".state.pth"
+    assert runner.main([f"--case_study={state}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: '{state}' is a training state (for --resume); this needs a model checkpoint: '{checkpoint}' beside it."
+    with pytest.raises(UsageError, match="is a training state"):
+        load_data_and_model(state)
+
+
+def test_resume_given_a_model_checkpoint_names_the_state(checkpoint, tiny_data, workdir, capsys):
+    import sys
+
+    sys.path.insert(0, ROOT)
+    import run_recbole_diffurec as runner
+
+    args = ["--model=DiffuRecSys", f"--resume={checkpoint}"] + tiny_args(tiny_data, "--diffusion_steps=4", "--n_heads=2")
+    assert runner.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"'{checkpoint}' is a model checkpoint; --resume needs a training state" in err and len(err.splitlines()) == 1

@@ -256,8 +256,8 @@ BAD_INPUTS = [
     (["--model=SASRec", "--nproc=0"], ["--nproc must be at least 1, not 0"]),
     (["--hyper=typo.hyper", "--max_evals=0"], ["--max_evals must be at least 1, not 0"]),
     (["--tables=nowhere"], ["no finished run", "nowhere"]),
-    (["--case_study=junk.pth"], ["'junk.pth' is not a checkpoint saved by a run"]),
-    (["--case_study=dict.pth"], ["'dict.pth' is not a checkpoint", "lacks 'config'"]),
+    (["--case_study=junk.pth"], ["'junk.pth' is not a model checkpoint saved by a run"]),
+    (["--case_study=dict.pth"], ["'dict.pth' is not a model checkpoint", "lacks 'config'"]),
 ]
 
 
