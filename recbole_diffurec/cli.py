@@ -68,11 +68,16 @@ def parse_args(argv):
     )
     compare.add_argument("--baseline", default=None, help="model the t-tests compare against (default DiffuRec)")
     compare.add_argument("--force", action="store_true", help="rerun finished runs")
+    compare.add_argument("--jobs", type=int, default=1, help="runs trained at once on this machine, cores split between them (default 1)")
+    compare.add_argument("--ray_address", default=None, metavar="auto|HOST:PORT|local",
+                         help="send each run to a Ray cluster as a task (--out and the data on a filesystem every node sees)")
+    compare.add_argument("--ray_cpus_per_run", type=int, default=1, help="CPUs (threads) of each Ray task (default 1)")
     compare.add_argument("--tables", default=None, metavar="OUT", help="only rebuild the tables of OUT")
     search = parser.add_argument_group("hyperparameter search of --model on --dataset (RecBole's HyperTuning; writes to --out)")
     search.add_argument("--hyper", default=None, metavar="FILE", help="search space in RecBole's .hyper format (properties/hyper/)")
     search.add_argument("--algo", default="exhaustive", help="exhaustive, random or bayes (TPE) (default exhaustive)")
-    search.add_argument("--max_evals", type=int, default=None, help="at most this many trials (default: exhaustive: all; others: 100)")
+    search.add_argument("--max_evals", type=int, default=None, help="at most this many trials (default: exhaustive: all; others: 100; ray: 10)")
+    search.add_argument("--tool", default="hyperopt", help="hyperopt (RecBole's HyperTuning, --algo) or ray (Ray Tune; --ray_address, default local)")
     case = parser.add_argument_group("case study of a checkpoint (writes to --out)")
     case.add_argument("--case_study", default=None, metavar="CHECKPOINT", help="a .pth saved by a run")
     case.add_argument("--ensemble", type=int, default=4, help="n_ensemble compared with a single run (default 4)")
@@ -91,7 +96,8 @@ def compare(args, config_files, config_dict, rest):
     records, tables = run_compare(
         split(args.models, args.model), split(args.datasets, args.dataset), seeds, args.out or COMPARE_OUT,
         config_files, config_dict, rest, force=args.force, variant=args.variant, baseline=args.baseline,
-        distributed=distributed_args(args),
+        distributed=distributed_args(args), jobs=args.jobs, ray_address=args.ray_address,
+        ray_cpus_per_run=args.ray_cpus_per_run,
     )
     print_tables(tables)
     failed = [r for r in records if r["status"] != "ok"]
@@ -140,7 +146,7 @@ def main(argv=None):
     from recbole_diffurec.quick_start import run
 
     try:
-        for name in ("nproc", "jobs", "max_evals"):  # counts: 0 or less is a mistake, not "the default"
+        for name in ("nproc", "jobs", "max_evals", "ray_cpus_per_run"):  # counts: 0 or less is a mistake, not "the default"
             value = getattr(args, name, None)
             if value is not None and value < 1:
                 raise UsageError(f"--{name} must be at least 1, not {value}.")
@@ -172,7 +178,7 @@ def main(argv=None):
 
             out = args.out or HYPER_OUT
             best = tune(args.model, args.dataset, args.hyper, out, args.algo, args.max_evals, config_files,
-                        config_dict, rest)
+                        config_dict, rest, tool=args.tool, ray_address=args.ray_address)
             print(f"\nbest of the trials in {out}/trials.jsonl: {best['params']} (valid {best['best_valid_score']:.4f})")
             print(f"written to {out}/best.yaml: use it with --config_files={out}/best.yaml")
             return 0

@@ -32,6 +32,7 @@ import time
 import traceback
 from typing import Any, Callable, Sequence
 
+from recbole_diffurec.claims import claim
 from recbole_diffurec.metrics import ACCURACY as METRICS
 from recbole_diffurec.metrics import BEYOND, LABELS, PROTOCOLS, markdown_table
 from recbole_diffurec.provenance import portable
@@ -80,9 +81,8 @@ def run_grid(
     variant=None, distributed=None,
 ):
     """Train and test every (dataset, model, seed); returns the records of this grid.
-    ``distributed``: ``quick_start.run``'s nproc/world_size/ip/port/group_offset for every run."""
-    from recbole_diffurec.quick_start import run
-
+    ``distributed``: ``quick_start.run``'s nproc/world_size/ip/port/group_offset for every run.
+    Each run is claimed first (``claims.py``): one another live process holds is skipped."""
     from recbole_diffurec.keys import route_cmd_args
 
     grid = [(d, m, s) for d in datasets for m in models for s in seeds]
@@ -92,64 +92,94 @@ def run_grid(
         label = run_label(model, variant)
         key = run_key(dataset, label, seed)
         path = os.path.join(out, "runs", key + ".json")
-        if not force and os.path.isfile(path):
-            with open(path) as f:
-                record = json.load(f)
-            if record.get("status") == "ok":
-                log(f"[{i}/{len(grid)}] {key}: done before, skipped")
+        record = None if force else _finished(path)
+        if record is not None:
+            log(f"[{i}/{len(grid)}] {key}: done before, skipped")
+            records.append(record)
+            continue
+        held = claim(out, key, lambda note: log(f"[{i}/{len(grid)}] {note}"))
+        if held is None:  # another live process runs it
+            continue
+        try:
+            record = None if force else _finished(path)  # finished by another process before the claim
+            if record is not None:
+                log(f"[{i}/{len(grid)}] {key}: done by another process, skipped")
                 records.append(record)
                 continue
-        left = len(grid) - i + 1
-        eta = f", about {_fmt_seconds(statistics.mean(durations) * left)} left" if durations else ""
-        state_file = os.path.join(out, "checkpoints", key + ".state.pth")
-        log_file = os.path.join(out, "logs", key + ".log")
-        resume = not force and os.path.isfile(state_file)
-        log(f"[{i}/{len(grid)}] {key}: {'resuming its training state' if resume else 'running'}{eta}")
-        start = time.time()
-        record = {"dataset": dataset, "model": model, "label": label, "seed": seed}
-        try:
-            result = run(
-                model,
-                dataset,
-                config_files,
-                dict(config_dict or {}, seed=seed, checkpoint_dir=os.path.join(out, "checkpoints")),
-                cmd_args=model_args[model],
-                state_file=state_file,
-                resume=resume,
-                log_file=log_file,
-                **(distributed or {}),
-            )
-            record.update(
-                status="ok",
-                best_valid_result={k: float(v) for k, v in result["best_valid_result"].items()},
-                test_result={k: float(v) for k, v in result["test_result"].items()},
-                eval_protocol=result["eval_protocol"],
-                test_result_by_protocol={
-                    p: {k: float(v) for k, v in r.items()} for p, r in result["test_result_by_protocol"].items()
-                },
-                train_seconds=result["train_seconds"],
-                test_seconds=result["test_seconds"],
-                epochs_trained=result["epochs_trained"],
-                valid_history=result["valid_history"],
-                checkpoint=portable(os.path.abspath(result["checkpoint"])),
-                log_file=portable(os.path.abspath(log_file)),
-                **result["provenance"],
-            )
-        except Exception as e:  # a failed run is recorded and the grid goes on
-            record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
-            log(f"[{i}/{len(grid)}] {key}: FAILED: {record['error']}")
-        record["wall_seconds"] = time.time() - start
-        record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
-        write_json_atomic(path, record)
+            left = len(grid) - i + 1
+            eta = f", about {_fmt_seconds(statistics.mean(durations) * left)} left" if durations else ""
+            record = _run_cell(out, key, dataset, model, label, seed, config_files, config_dict, model_args[model],
+                               force, log, f"[{i}/{len(grid)}]", eta, distributed)
+        finally:
+            held.release()
         durations.append(record["wall_seconds"])
         records.append(record)
     return records
 
 
+def _finished(path: str) -> dict[str, Any] | None:
+    """The record at ``path`` if its run finished (status ok), else None."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        record = json.load(f)
+    return record if record.get("status") == "ok" else None
+
+
+def _run_cell(out, key, dataset, model, label, seed, config_files, config_dict, args, force, log, step, eta,
+              distributed):
+    """Train and test one run of a grid, held by this process; write and return its record."""
+    from recbole_diffurec.quick_start import run
+
+    path = os.path.join(out, "runs", key + ".json")
+    state_file = os.path.join(out, "checkpoints", key + ".state.pth")
+    log_file = os.path.join(out, "logs", key + ".log")
+    resume = not force and os.path.isfile(state_file)
+    log(f"{step} {key}: {'resuming its training state' if resume else 'running'}{eta}")
+    start = time.time()
+    record = {"dataset": dataset, "model": model, "label": label, "seed": seed}
+    try:
+        result = run(
+            model,
+            dataset,
+            config_files,
+            dict(config_dict or {}, seed=seed, checkpoint_dir=os.path.join(out, "checkpoints")),
+            cmd_args=args,
+            state_file=state_file,
+            resume=resume,
+            log_file=log_file,
+            **(distributed or {}),
+        )
+        record.update(
+            status="ok",
+            best_valid_result={k: float(v) for k, v in result["best_valid_result"].items()},
+            test_result={k: float(v) for k, v in result["test_result"].items()},
+            eval_protocol=result["eval_protocol"],
+            test_result_by_protocol={
+                p: {k: float(v) for k, v in r.items()} for p, r in result["test_result_by_protocol"].items()
+            },
+            train_seconds=result["train_seconds"],
+            test_seconds=result["test_seconds"],
+            epochs_trained=result["epochs_trained"],
+            valid_history=result["valid_history"],
+            checkpoint=portable(os.path.abspath(result["checkpoint"])),
+            log_file=portable(os.path.abspath(log_file)),
+            **result["provenance"],
+        )
+    except Exception as e:  # a failed run is recorded and the grid goes on
+        record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8))
+        log(f"{step} {key}: FAILED: {record['error']}")
+    record["wall_seconds"] = time.time() - start
+    record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+    write_json_atomic(path, record)
+    return record
+
+
 def compare(models, datasets, seeds, out, config_files=None, config_dict=None, cmd_args=(), force=False,
-            variant=None, baseline=None, log=print, distributed=None):
+            variant=None, baseline=None, log=print, distributed=None, jobs=1, ray_address=None, ray_cpus_per_run=1):
     """The compare command: check every (model, dataset) configuration before the first run, run
-    the grid (``run_grid``), rebuild the tables; returns (records, {table name: markdown})."""
+    the grid (``run_grid``; with ``jobs`` > 1 in that many processes, with ``ray_address`` as Ray
+    tasks, ``jobs.py``), rebuild the tables; returns (records, {table name: markdown})."""
     from recbole_diffurec.config import Config
     from recbole_diffurec.keys import route_cmd_args
     from recbole_diffurec.errors import UsageError
@@ -167,7 +197,20 @@ def compare(models, datasets, seeds, out, config_files=None, config_dict=None, c
         report = budget_differences({m: configs[dataset, m] for m in models})
         if report:
             log(f"\n{dataset}: {report}\n")
-    records = run_grid(models, datasets, seeds, out, config_files, config_dict, cmd_args, force, log, variant, distributed)
+    grid = dict(models=models, datasets=datasets, seeds=seeds, out=out, config_files=config_files,
+                config_dict=config_dict, cmd_args=list(cmd_args), force=force, variant=variant)
+    if (jobs > 1 or ray_address) and distributed and (distributed.get("nproc", 1) > 1 or distributed.get("world_size", -1) > 0):
+        raise UsageError("--jobs and --ray_address run several runs at once, each in one process: drop --nproc/--world_size.")
+    if ray_address:
+        from recbole_diffurec.jobs import run_on_ray
+
+        records = run_on_ray(ray_address, grid, ray_cpus_per_run, log)
+    elif jobs > 1:
+        from recbole_diffurec.jobs import run_jobs
+
+        records = run_jobs(jobs, grid, log)
+    else:
+        records = run_grid(**grid, log=log, distributed=distributed)
     return records, build_tables(out, baseline, log)
 
 

@@ -46,6 +46,11 @@ def set_command(argv: list[str]) -> None:
     _COMMAND = list(argv)
 
 
+def command() -> list[str]:
+    """The command line this process's runs record (``set_command``'s, else ``sys.argv``)."""
+    return list(_COMMAND) if _COMMAND is not None else [os.path.basename(sys.argv[0])] + sys.argv[1:]
+
+
 def versions() -> dict[str, str]:
     import numpy
     import recbole
@@ -119,6 +124,6 @@ def describe(config: Any) -> dict[str, Any]:
         "commit": commit(),
         "versions": versions(),
         "hardware": hardware(config["device"]),
-        "command": portable(_COMMAND if _COMMAND is not None else [os.path.basename(sys.argv[0])] + sys.argv[1:]),
+        "command": portable(command()),
         "config": resolved_config(config),
     }

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 from recbole_diffurec.errors import UsageError
 
 ALGOS = ("exhaustive", "random", "bayes")
+TOOLS = ("hyperopt", "ray")
 
 
 def read_space(hyper_file: str) -> dict:
@@ -86,9 +87,11 @@ def _plain(value):
 def tune(
     model: str, dataset: str, hyper_file: str, out: str, algo: str = "exhaustive", max_evals: int | None = None,
     config_files: Sequence[str] | None = None, config_dict: dict | None = None, cmd_args: Sequence[str] = (),
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = print, tool: str = "hyperopt", ray_address: str | None = None,
 ) -> dict[str, Any]:
-    """Search ``hyper_file``'s space for ``model`` on ``dataset``; returns the best trial's record."""
+    """Search ``hyper_file``'s space for ``model`` on ``dataset``; returns the best trial's record.
+    ``tool``: ``hyperopt`` (RecBole's HyperTuning, ``algo``) or ``ray`` (Ray Tune's random search
+    over the same space, trials run as Ray tasks, as RecBole's ``run_hyper.py --tool=Ray``)."""
     try:
         import hyperopt  # noqa: F401  (RecBole's HyperTuning imports it when it builds the space)
     except ImportError:
@@ -99,10 +102,11 @@ def tune(
     from recbole.trainer import HyperTuning
 
     from recbole_diffurec.config import Config
-    from recbole_diffurec.quick_start import run
 
     if algo not in ALGOS:
         raise UsageError(f"--algo must be one of {', '.join(ALGOS)}, not '{algo}'.")
+    if tool not in TOOLS:
+        raise UsageError(f"--tool must be one of {', '.join(TOOLS)}, not '{tool}'.")
     if max_evals is not None and max_evals < 1:
         raise UsageError(f"--max_evals must be at least 1, not {max_evals}.")
     space = read_space(hyper_file)
@@ -115,50 +119,18 @@ def tune(
     if done:
         log(f"{len(done)} finished trial(s) in {out}/trials.jsonl: read back, not trained again")
     bigger = base["valid_metric_bigger"]
+    int_keys = [k for k in space if isinstance(base[k], int) and not isinstance(base[k], bool)]
+    trial = Trial(model, dataset, out, config_files, config_dict, cmd_args, base["valid_metric"], int_keys, done)
+    if tool == "ray":
+        from recbole_diffurec.jobs import tune_on_ray
+
+        tune_on_ray(trial, hyper_file, max_evals or 10, bigger, ray_address, log)
+        return write_best(out, model, dataset, bigger, base["valid_metric"], hyper_file)
     counter = {"n": 0}
 
     def objective(params, _config_file_list=None):
         counter["n"] += 1
-        params = {k: _plain(v) for k, v in params.items()}
-        for k, v in params.items():  # quniform gives floats; an integer key gets an int
-            if isinstance(base[k], int) and not isinstance(base[k], bool) and isinstance(v, float) and v.is_integer():
-                params[k] = int(v)
-        key = params_key(params)
-        if key in done:
-            log(f"trial {counter['n']}: {params}: finished before (valid {done[key]['best_valid_score']})")
-            return _hyper_result(done[key], model, bigger)
-        log(f"trial {counter['n']}: {params}")
-        start = time.time()
-        record = {"key": key, "params": params, "model": model, "dataset": dataset}
-        try:
-            result = run(
-                model, dataset, config_files, dict(config_dict or {}, **params, checkpoint_dir=os.path.join(out, "checkpoints")),
-                cmd_args, state_file=os.path.join(out, "checkpoints", f"trial-{key}.state.pth"), resume=True,
-                log_file=os.path.join(out, "logs", f"trial-{key}.log"),
-            )
-            record.update(
-                status="ok", best_valid_score=float(result["best_valid_score"]),
-                best_valid_result={k: float(v) for k, v in result["best_valid_result"].items()},
-                test_result={k: float(v) for k, v in result["test_result"].items()},
-                epochs_trained=result["epochs_trained"], train_seconds=result["train_seconds"],
-                checkpoint=result["checkpoint"],
-            )
-        except UsageError:
-            raise  # a setting no trial can use: stop the search with its one line
-        except Exception as e:  # a trial that fails (e.g. NaN loss) is recorded; the search goes on
-            record.update(status="failed", error=f"{type(e).__name__}: {e}", best_valid_score=None)
-            log(f"trial {counter['n']} FAILED: {record['error']}")
-        record["wall_seconds"] = time.time() - start
-        record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
-        with open(os.path.join(out, "trials.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        done[key] = record
-        if record["status"] == "ok":
-            log(f"trial {counter['n']}: valid {base['valid_metric']} {record['best_valid_score']:.4f}, test "
-                + ", ".join(f"{k} {v:.4f}" for k, v in record["test_result"].items() if "@10" in k))
-        return _hyper_result(record, model, bigger)
+        return _hyper_result(trial(params, f"trial {counter['n']}", log), model, bigger)
 
     tuner = HyperTuning(objective, space=space, fixed_config_file_list=config_files, algo=algo,
                         max_evals=max_evals or 100, early_stop=max_evals or 100)
@@ -174,6 +146,67 @@ def tune(
         else:
             os.environ["HYPEROPT_FMIN_SEED"] = previous
     return write_best(out, model, dataset, bigger, base["valid_metric"], hyper_file)
+
+
+class Trial:
+    """One trial of a search: a training run with the fixed settings plus the trial's parameters,
+    read back if ``trials.jsonl`` has it, else trained and appended there (the record is returned).
+    A plain object, so that Ray can send it to its workers (``--tool=ray``)."""
+
+    def __init__(self, model, dataset, out, config_files, config_dict, cmd_args, valid_metric, int_keys, done):
+        from recbole_diffurec.jobs import absolute_paths
+
+        self.model, self.dataset, self.out = model, dataset, os.path.abspath(out)
+        # absolute: a Ray trial runs in a folder of its own
+        self.config_files, self.config_dict = absolute_paths(config_files, config_dict)
+        self.cmd_args = list(cmd_args)
+        self.valid_metric, self.int_keys, self.done = valid_metric, int_keys, done
+
+    def __call__(self, params: dict, name: str, log: Callable[[str], None] = print) -> dict[str, Any]:
+        from recbole_diffurec.quick_start import run
+
+        out = self.out
+        params = {k: _plain(v) for k, v in params.items()}
+        for k, v in params.items():  # quniform gives floats; an integer key gets an int
+            if k in self.int_keys and isinstance(v, float) and v.is_integer():
+                params[k] = int(v)
+        key = params_key(params)
+        if key in self.done:
+            log(f"{name}: {params}: finished before (valid {self.done[key]['best_valid_score']})")
+            return self.done[key]
+        log(f"{name}: {params}")
+        start = time.time()
+        record = {"key": key, "params": params, "model": self.model, "dataset": self.dataset}
+        try:
+            result = run(
+                self.model, self.dataset, self.config_files,
+                dict(self.config_dict or {}, **params, checkpoint_dir=os.path.join(out, "checkpoints")),
+                self.cmd_args, state_file=os.path.join(out, "checkpoints", f"trial-{key}.state.pth"), resume=True,
+                log_file=os.path.join(out, "logs", f"trial-{key}.log"),
+            )
+            record.update(
+                status="ok", best_valid_score=float(result["best_valid_score"]),
+                best_valid_result={k: float(v) for k, v in result["best_valid_result"].items()},
+                test_result={k: float(v) for k, v in result["test_result"].items()},
+                epochs_trained=result["epochs_trained"], train_seconds=result["train_seconds"],
+                checkpoint=result["checkpoint"],
+            )
+        except UsageError:
+            raise  # a setting no trial can use: stop the search with its one line
+        except Exception as e:  # a trial that fails (e.g. NaN loss) is recorded; the search goes on
+            record.update(status="failed", error=f"{type(e).__name__}: {e}", best_valid_score=None)
+            log(f"{name} FAILED: {record['error']}")
+        record["wall_seconds"] = time.time() - start
+        record["finished_at"] = datetime.datetime.now().isoformat(timespec="seconds")
+        with open(os.path.join(out, "trials.jsonl"), "a", encoding="utf-8") as f:  # one write per line
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.done[key] = record
+        if record["status"] == "ok":
+            log(f"{name}: valid {self.valid_metric} {record['best_valid_score']:.4f}, test "
+                + ", ".join(f"{k} {v:.4f}" for k, v in record["test_result"].items() if "@10" in k))
+        return record
 
 
 def _hyper_result(record, model, bigger):

@@ -218,10 +218,14 @@ def test_run_killed_mid_training_resumes_to_the_same_metrics(tiny_data, workdir,
         time.sleep(0.01)
     proc.kill()  # SIGKILL: nothing gets to clean up
     proc.wait()
-    assert os.path.isfile(state) and not os.path.isdir(os.path.join(out, "runs")), "the kill should land mid-training"
+    record = os.path.join(out, "runs", "ml-100k__DiffuRecSys__seed1.json")
+    assert os.path.isfile(state) and not os.path.isfile(record), "the kill should land mid-training"
+    assert os.path.isfile(record[:-5] + ".lock")  # the killed holder's claim stays behind
     capsys.readouterr()
     assert runner.main(args) == 0
-    assert "resuming its training state" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"pid {proc.pid}" in printed and "is gone: taking the run over" in printed
+    assert "resuming its training state" in printed and not os.path.isfile(record[:-5] + ".lock")
     whole, resumed = records(str(workdir / "whole")), records(out)
     key = "ml-100k__DiffuRecSys__seed1"
     assert resumed[key]["epochs_trained"] == whole[key]["epochs_trained"] == 6
