@@ -201,14 +201,16 @@ def compare(models, datasets, seeds, out, config_files=None, config_dict=None, c
                 config_dict=config_dict, cmd_args=list(cmd_args), force=force, variant=variant)
     if (jobs > 1 or ray_address) and distributed and (distributed.get("nproc", 1) > 1 or distributed.get("world_size", -1) > 0):
         raise UsageError("--jobs and --ray_address run several runs at once, each in one process: drop --nproc/--world_size.")
+    paths = [os.path.abspath(os.path.join(out, "runs", run_key(d, run_label(m, variant), s) + ".json"))
+             for d in datasets for m in models for s in seeds]
     if ray_address:
         from recbole_diffurec.jobs import run_on_ray
 
-        records = run_on_ray(ray_address, grid, ray_cpus_per_run, log)
+        records = run_on_ray(ray_address, run_grid, grid, paths, ray_cpus_per_run, log)
     elif jobs > 1:
         from recbole_diffurec.jobs import run_jobs
 
-        records = run_jobs(jobs, grid, log)
+        records = run_jobs(jobs, run_grid, grid, paths, log)
     else:
         records = run_grid(**grid, log=log, distributed=distributed)
     return records, build_tables(out, baseline, log)

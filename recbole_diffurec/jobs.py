@@ -40,30 +40,26 @@ def threads_per_job(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
 
 
-def _grid_records(kwargs) -> list[dict[str, Any]]:
-    """The records of the grid's runs as they are on disk now (finished or failed)."""
+def _records(paths: list[str]) -> list[dict[str, Any]]:
+    """The records at ``paths`` as they are on disk now (finished or failed; absent ones left out)."""
     import json
 
-    from recbole_diffurec.experiments import run_key, run_label
-
     records = []
-    for d in kwargs["datasets"]:
-        for m in kwargs["models"]:
-            for s in kwargs["seeds"]:
-                path = os.path.join(kwargs["out"], "runs", run_key(d, run_label(m, kwargs.get("variant")), s) + ".json")
-                if os.path.isfile(path):
-                    with open(path) as f:
-                        records.append(json.load(f))
+    for path in paths:
+        if os.path.isfile(path):
+            with open(path) as f:
+                records.append(json.load(f))
     return records
 
 
 # ----- --jobs=N on this machine -----
-def _job(index: int, threads: int, kwargs: dict, command: list[str]) -> None:
+def _job(index: int, threads: int, kwargs: dict, command: list[str], run_grid: Callable) -> None:
     """One worker of ``--jobs``: the grid with ``threads`` threads, RecBole's output to a file."""
+    import contextlib
+
     import torch
 
     from recbole_diffurec import provenance
-    from recbole_diffurec.experiments import run_grid
 
     os.environ["OMP_NUM_THREADS"] = str(threads)
     torch.set_num_threads(threads)
@@ -71,13 +67,14 @@ def _job(index: int, threads: int, kwargs: dict, command: list[str]) -> None:
     out_file = os.path.join(kwargs["out"], "logs", f"job-{index}.out")
     os.makedirs(os.path.dirname(out_file), exist_ok=True)
     stdout = sys.stdout
-    with open(out_file, "a", encoding="utf-8") as f:
-        sys.stderr = f  # RecBole's console logger and progress bars write to stderr
+    # RecBole's console logger and progress bars write to stderr
+    with open(out_file, "a", encoding="utf-8") as f, contextlib.redirect_stderr(f):
         run_grid(**kwargs, log=lambda line: print(f"[job {index}] {line}", file=stdout, flush=True))
 
 
-def run_jobs(jobs: int, kwargs: dict, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run the grid of ``kwargs`` (``run_grid``'s arguments) with ``jobs`` worker processes."""
+def run_jobs(jobs: int, run_grid: Callable, kwargs: dict, record_paths: list[str],
+             log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run ``run_grid(**kwargs)`` in ``jobs`` worker processes; returns the records at ``record_paths``."""
     import multiprocessing
 
     from recbole_diffurec import provenance
@@ -87,7 +84,7 @@ def run_jobs(jobs: int, kwargs: dict, log: Callable[[str], None] = print) -> lis
     kwargs["config_files"], kwargs["config_dict"] = absolute_paths(kwargs.get("config_files"), kwargs.get("config_dict"))
     log(f"{jobs} jobs of {threads} thread(s); RecBole's output of job i: {os.path.join(kwargs['out'], 'logs', 'job-i.out')}")
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_job, args=(i, threads, kwargs, provenance.command())) for i in range(1, jobs + 1)]
+    workers = [context.Process(target=_job, args=(i, threads, kwargs, provenance.command(), run_grid)) for i in range(1, jobs + 1)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -95,7 +92,7 @@ def run_jobs(jobs: int, kwargs: dict, log: Callable[[str], None] = print) -> lis
     for i, worker in enumerate(workers, 1):
         if worker.exitcode:
             log(f"job {i} ended with exit code {worker.exitcode}; its runs stay claimable (rerun the command)")
-    return _grid_records(kwargs)
+    return _records(record_paths)
 
 
 # ----- Ray -----
@@ -119,14 +116,13 @@ def start_ray(address: str | None, **init_kwargs):
     return ray
 
 
-def _ray_run(kwargs: dict, threads: int, command: list[str]) -> list[dict[str, Any]]:
+def _ray_run(run_grid: Callable, kwargs: dict, threads: int, command: list[str]) -> list[dict[str, Any]]:
     """A Ray task: one run of the grid (claimed first, as every run), written to the shared ``--out``."""
     import io
 
     import torch
 
     from recbole_diffurec import provenance
-    from recbole_diffurec.experiments import run_grid
 
     torch.set_num_threads(threads)
     provenance.set_command(command)
@@ -135,8 +131,10 @@ def _ray_run(kwargs: dict, threads: int, command: list[str]) -> list[dict[str, A
     return [dict(r, _log=lines.getvalue()) for r in records]
 
 
-def run_on_ray(address: str, kwargs: dict, cpus_per_run: int = 1, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Run each run of the grid of ``kwargs`` as a Ray task on the cluster at ``address``."""
+def run_on_ray(address: str, run_grid: Callable, kwargs: dict, record_paths: list[str], cpus_per_run: int = 1,
+               log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run each run of ``run_grid(**kwargs)``'s grid as a Ray task on the cluster at ``address``;
+    returns the records at ``record_paths``."""
     from recbole_diffurec import provenance
 
     ray = start_ray(address)
@@ -149,7 +147,7 @@ def run_on_ray(address: str, kwargs: dict, cpus_per_run: int = 1, log: Callable[
         for m in kwargs["models"]:
             for s in kwargs["seeds"]:
                 one = dict(kwargs, datasets=[d], models=[m], seeds=[s])
-                pending[task.remote(one, cpus_per_run, provenance.command())] = f"{d} {m} seed {s}"
+                pending[task.remote(run_grid, one, cpus_per_run, provenance.command())] = f"{d} {m} seed {s}"
     log(f"{len(pending)} runs sent to Ray at {address} ({cpus_per_run} CPU each), writing to {kwargs['out']}")
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
@@ -161,7 +159,7 @@ def run_on_ray(address: str, kwargs: dict, cpus_per_run: int = 1, log: Callable[
                 log(f"[ray] {name}: {record.get('status')} ({len(pending)} left)")
         except Exception as e:  # noqa: BLE001 - a lost task: its run stays claimable
             log(f"[ray] {name}: task failed ({type(e).__name__}: {e}); rerun the command to retry it")
-    return _grid_records(kwargs)
+    return _records(record_paths)
 
 
 def ray_space(hyper_file: str) -> dict:
