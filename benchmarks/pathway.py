@@ -23,8 +23,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the reverse runs' generator")
     args = parser.parse_args(argv)
 
-    from recbole_diffurec.checkpoints import load_for_inference, model_checkpoints
-    from recbole_diffurec.errors import UsageError
+    from recbole_diffurec.checkpoints import each_for_inference
     from recbole_diffurec.pathway import pathway_stats
 
     logging.disable(logging.WARNING)
@@ -33,14 +32,9 @@ def main(argv=None):
         "| K = 1 vs T | single vs ensemble | mean norm d_t | mean norm item |\n"
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
-    failed = False
-    for path in model_checkpoints(args.checkpoints, log=lambda note: print(note, file=sys.stderr)):
-        try:
-            config, model, _, _, test = load_for_inference(path)
-        except UsageError as e:  # a file that is not a model checkpoint: one line, the others go on
-            print(f"error: {e}", file=sys.stderr)
-            failed = True
-            continue
+    failed = []  # files that are not model checkpoints: one line each, the others go on
+    to_stderr = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    for path, (config, model, _, _, test) in each_for_inference(args.checkpoints, failed, log=to_stderr):
         if not hasattr(model, "sample_members"):
             print(f"| {os.path.basename(path)} | {config['model']} | not a diffusion model |", flush=True)
             continue

@@ -36,8 +36,7 @@ def main(argv=None):
     import torch
 
     from recbole_diffurec.case_study import beyond_accuracy, metrics_from_ranks, user_ranks
-    from recbole_diffurec.checkpoints import load_for_inference, model_checkpoints
-    from recbole_diffurec.errors import UsageError
+    from recbole_diffurec.checkpoints import each_for_inference
 
     logging.disable(logging.WARNING)
     print(
@@ -50,14 +49,9 @@ def main(argv=None):
         csv_file = open(args.csv, "w", newline="")
         writer = csv.writer(csv_file)
         writer.writerow(CSV_HEADER)
-    failed = False
-    for path in model_checkpoints(args.checkpoints, log=lambda note: print(note, file=sys.stderr)):
-        try:
-            config, model, train, _, test = load_for_inference(path)
-        except UsageError as e:  # a file that is not a model checkpoint: one line, the others go on
-            print(f"error: {e}", file=sys.stderr)
-            failed = True
-            continue
+    failed = []  # files that are not model checkpoints: one line each, the others go on
+    to_stderr = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    for path, (config, model, train, _, test) in each_for_inference(args.checkpoints, failed, log=to_stderr):
         diffusion = hasattr(model, "inference_settings")
         grid = [(int(k), int(n)) for k in args.steps.split(",") for n in args.ensembles.split(",")]
         for k, n in grid if diffusion else [(None, None)]:

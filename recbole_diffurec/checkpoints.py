@@ -5,11 +5,11 @@ A training state or a foreign file gets one line naming the file needed (``run_f
 older checkpoint lacks are filled when its config is unpickled (``Config.__setstate__``)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from recbole_diffurec.run_files import CHECKPOINT, FOREIGN, checkpoint_kind, model_checkpoints, wrong_kind
 
-__all__ = ["read_checkpoint", "load_for_inference", "model_checkpoints"]
+__all__ = ["read_checkpoint", "load_for_inference", "each_for_inference", "model_checkpoints"]
 
 if TYPE_CHECKING:
     import torch
@@ -33,13 +33,11 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, weights_only=False, map_location="cpu")  # a pickled Config inside
     except Exception as e:  # noqa: BLE001 - whatever the file is, the answer is the same
-        raise UsageError(f"{wrong_kind(path, FOREIGN, CHECKPOINT)[:-1]} (unreadable: {type(e).__name__}: {e}).") from None
+        raise UsageError(wrong_kind(path, FOREIGN, CHECKPOINT, f"unreadable: {type(e).__name__}: {e}")) from None
     kind = checkpoint_kind(checkpoint)
     if kind != CHECKPOINT:
-        line = wrong_kind(path, kind, CHECKPOINT)
-        if kind == FOREIGN and isinstance(checkpoint, dict):
-            line = line[:-1] + " (it lacks 'config' and 'state_dict')."
-        raise UsageError(line)
+        lacks = "it lacks 'config' and 'state_dict'" if kind == FOREIGN and isinstance(checkpoint, dict) else ""
+        raise UsageError(wrong_kind(path, kind, CHECKPOINT, lacks))
     return checkpoint
 
 
@@ -61,3 +59,19 @@ def load_for_inference(path: str, device: str | torch.device | None = None) -> t
     model.load_state_dict(checkpoint["state_dict"])
     model.eval()
     return config, model, train, valid, test
+
+
+def each_for_inference(paths: list[str], failed: list[str], log: Callable[[str], None] = print) -> Iterator[tuple]:
+    """``(path, load_for_inference(path))`` for each model checkpoint among ``paths``, as the
+    benchmark tools read a glob: a training state is skipped with a note (``model_checkpoints``),
+    a file that is not a model checkpoint gets its one line and is added to ``failed``."""
+    from recbole_diffurec.errors import UsageError
+
+    for path in model_checkpoints(paths, log=log):
+        try:
+            loaded = load_for_inference(path)
+        except UsageError as e:
+            log(f"error: {e}")
+            failed.append(path)
+            continue
+        yield path, loaded

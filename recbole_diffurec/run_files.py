@@ -36,16 +36,17 @@ def state_beside(checkpoint: str) -> str:
     return (checkpoint[:-4] if checkpoint.endswith(".pth") else checkpoint) + STATE_SUFFIX
 
 
-def wrong_kind(path: str, kind: str, needed: str) -> str:
-    """The one line for a file of ``kind`` where ``needed`` was asked for."""
+def wrong_kind(path: str, kind: str, needed: str, detail: str = "") -> str:
+    """The one line for a file of ``kind`` where ``needed`` was asked for (``detail``, if any,
+    in parentheses at its end)."""
     if kind == STATE and needed == CHECKPOINT:
-        return (f"'{path}' is a training state (for --resume); this needs a model checkpoint: "
-                f"'{checkpoint_beside(path)}' beside it.")
-    if kind == CHECKPOINT and needed == STATE:
-        return (f"'{path}' is a model checkpoint; --resume needs a training state: '{state_beside(path)}' "
-                "beside it.")
-    return (f"'{path}' is not a {needed} saved by a run; use a .pth from saved/ or OUT/checkpoints/ "
-            f"({'a training state X.state.pth' if needed == STATE else 'not a .state.pth'}).")
+        line = f"'{path}' is a training state (for --resume); this needs a model checkpoint: '{checkpoint_beside(path)}' beside it"
+    elif kind == CHECKPOINT and needed == STATE:
+        line = f"'{path}' is a model checkpoint; --resume needs a training state: '{state_beside(path)}' beside it"
+    else:
+        line = (f"'{path}' is not a {needed} saved by a run; use a .pth from saved/ or OUT/checkpoints/ "
+                f"({'a training state X.state.pth' if needed == STATE else 'not a .state.pth'})")
+    return f"{line} ({detail})." if detail else f"{line}."
 
 
 def model_checkpoints(paths: list[str], log: Callable[[str], None] = print) -> list[str]:
