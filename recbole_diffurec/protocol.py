@@ -39,15 +39,15 @@ class UserHistory:
         return self.items[self.indptr[user]: self.indptr[user + 1]]
 
     def index(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows, items) of every history item of the batch's users: ``scores[rows, items]`` are
-        the history's scores of a batch whose row i is user ``users[i]``."""
+        """(rows, items) of every history item of the batch's users, on the CPU: ``scores[rows,
+        items]`` are the history's scores of a batch whose row i is user ``users[i]``."""
         u = users.detach().cpu().numpy().astype(np.int64)
         starts, ends = self.indptr[u], self.indptr[u + 1]
         lengths = ends - starts
         rows = np.repeat(np.arange(len(u)), lengths)
         offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         items = self.items[np.repeat(starts, lengths) + offsets]
-        return torch.from_numpy(rows).to(users.device), torch.from_numpy(items).to(users.device)
+        return torch.from_numpy(rows), torch.from_numpy(items)
 
 
 def _fields(dataset):

@@ -11,7 +11,6 @@ from logging import getLogger
 from typing import Any, Iterator, Sequence
 
 import recbole.utils
-import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed, set_color
 
@@ -20,7 +19,7 @@ from recbole_diffurec.run_files import checkpoint_beside, state_beside
 from recbole_diffurec.config import Config
 from recbole_diffurec.data_files import check_inter_file
 from recbole_diffurec.errors import UsageError
-from recbole_diffurec.protocol import PROTOCOLS, attach_histories, protocol_of
+from recbole_diffurec.protocol import attach_histories, protocol_of
 from recbole_diffurec.utils import get_model
 
 
@@ -33,7 +32,7 @@ def run(
     """Train ``model`` on ``dataset``, select on validation, evaluate once on test.
 
     With ``saved``, the training state is written after every epoch to ``state_file`` (default:
-    next to the best checkpoint, see ``checkpoints.state_beside``); with ``resume`` and an existing
+    next to the best checkpoint, see ``run_files.state_beside``); with ``resume`` and an existing
     ``state_file``, training continues from it. Returns a dict with the best validation score and
     results, the test results, the checkpoint path (None when ``saved`` is False), the training
     state's path, the number of trained epochs and the wall seconds spent training (over every
@@ -149,24 +148,6 @@ def run_logging(config: Config, log_file: str | None = None) -> Iterator[None]:
             own.close()
 
 
-def test_under_both_protocols(trainer, test_data, saved: bool, show_progress: bool) -> dict[str, dict]:
-    """The test metrics of the best model under the run's protocol (first, as a plain test would
-    compute them) and under the other one, both from the same random numbers: a model whose
-    inference draws noise (the reverse process) ranks with the same noise under both."""
-    configured = trainer.exclude_history
-    rng = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-    results = {protocol_of(configured): trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)}
-    torch.set_rng_state(rng[0])
-    if rng[1] is not None:
-        torch.cuda.set_rng_state_all(rng[1])
-    trainer.exclude_history = not configured
-    try:
-        results[protocol_of(not configured)] = trainer.evaluate(test_data, load_best_model=False, show_progress=show_progress)
-    finally:
-        trainer.exclude_history = configured
-    return {p: results[p] for p in PROTOCOLS}
-
-
 def _run(config, counts, saved, state_file, resume):
     logger = getLogger()
     logger.info(" ".join(sys.argv))
@@ -208,7 +189,7 @@ def _run(config, counts, saved, state_file, resume):
     )
     train_seconds = trainer.training_seconds() if resumable else time.time() - start
     start = time.time()
-    test_by_protocol = test_under_both_protocols(trainer, test_data, saved, config["show_progress"])
+    test_by_protocol = trainer.test_under_both_protocols(test_data, saved, config["show_progress"])
     test_result = test_by_protocol[protocol_of(trainer.exclude_history)]
     test_seconds = time.time() - start
 

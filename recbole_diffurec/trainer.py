@@ -28,6 +28,8 @@ from recbole.trainer import Trainer as RecBoleTrainer
 from recbole_diffurec.sequence import RECBOLE_SEQUENCE_MODELS, recbole_sequence_loss
 from recbole_diffurec.run_files import STATE, checkpoint_kind, wrong_kind
 from recbole_diffurec.errors import NaNLossError, ResumeError
+from recbole_diffurec.metrics import PROTOCOLS
+from recbole_diffurec.protocol import protocol_of
 from recbole_diffurec.stopping import stopping_rule
 
 if TYPE_CHECKING:
@@ -277,6 +279,21 @@ class Trainer(RecBoleTrainer):
             if self._eval_history is None:
                 raise ValueError("eval_exclude_history needs the loader's user_history (protocol.attach_histories)")
         return super().evaluate(eval_data, load_best_model, model_file, show_progress)
+
+    def test_under_both_protocols(self, test_data, saved: bool, show_progress: bool) -> dict[str, dict]:
+        """The best model's test metrics under the run's protocol (first, as a plain test computes
+        them) and under the other one, from the same random numbers: a model whose inference draws
+        noise (the reverse process) ranks with the same noise under both. {protocol: metrics}."""
+        configured = self.exclude_history
+        rng = _rng_state()
+        results = {protocol_of(configured): self.evaluate(test_data, load_best_model=saved, show_progress=show_progress)}
+        _set_rng_state(rng)
+        self.exclude_history = not configured
+        try:
+            results[protocol_of(not configured)] = self.evaluate(test_data, load_best_model=False, show_progress=show_progress)
+        finally:
+            self.exclude_history = configured
+        return {p: results[p] for p in PROTOCOLS}
 
     def _full_sort_batch_eval(self, batched_data):
         interaction, scores, positive_u, positive_i = super()._full_sort_batch_eval(batched_data)
