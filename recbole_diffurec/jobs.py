@@ -200,7 +200,8 @@ def ray_space(hyper_file: str) -> dict:
 def tune_on_ray(trial, hyper_file: str, samples: int, bigger: bool, address: str | None,
                 log: Callable[[str], None] = print) -> None:
     """``samples`` trials drawn by Ray Tune from ``hyper_file``'s space, each a ``Trial`` run by a
-    Ray worker; every trial is appended to ``trials.jsonl`` as with hyperopt."""
+    Ray worker; every trial is appended to ``trials.jsonl`` as with hyperopt. Tune writes its own
+    files under ``RAY_AIR_LOCAL_CACHE_DIR`` (``tuning.tune`` sets it inside ``--out``)."""
     start_ray(address)
     from ray import air, tune
 
@@ -209,25 +210,15 @@ def tune_on_ray(trial, hyper_file: str, samples: int, bigger: bool, address: str
 
     def trainable(params):
         record = trial(params, "ray trial")
-        failed = record.get("status") != "ok"
-        return {"best_valid_score": (-1e9 if bigger else 1e9) if failed else record["best_valid_score"],
-                "key": record["key"]}
+        return {"best_valid_score": trial.score(record), "key": record["key"]}
 
-    previous = os.environ.get("RAY_AIR_LOCAL_CACHE_DIR")
-    os.environ["RAY_AIR_LOCAL_CACHE_DIR"] = os.path.join(trial.out, "ray")  # Tune's own files, under --out
-    try:
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": 1}),
-            param_space=space,
-            tune_config=tune.TuneConfig(num_samples=samples, metric="best_valid_score", mode="max" if bigger else "min"),
-            run_config=air.RunConfig(name="search", verbose=0),
-        )
-        results = tuner.fit()
-    finally:
-        if previous is None:
-            os.environ.pop("RAY_AIR_LOCAL_CACHE_DIR", None)
-        else:
-            os.environ["RAY_AIR_LOCAL_CACHE_DIR"] = previous
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": 1}),
+        param_space=space,
+        tune_config=tune.TuneConfig(num_samples=samples, metric="best_valid_score", mode="max" if bigger else "min"),
+        run_config=air.RunConfig(name="search", verbose=0),  # its files: RAY_AIR_LOCAL_CACHE_DIR
+    )
+    results = tuner.fit()
     for result in results:
         if result.error:
             log(f"Ray trial failed: {result.error}")

@@ -18,13 +18,14 @@ interrupted trial continues from its training state.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import os
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from recbole_diffurec.errors import UsageError
 
@@ -54,6 +55,20 @@ def read_space(hyper_file: str) -> dict:
     if not space:
         raise UsageError(f"{hyper_file} defines no parameter ('name type values' per line).")
     return space
+
+
+@contextlib.contextmanager
+def environment_variable(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` inside the context; the previous value (or none) after it."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
 
 
 def params_key(params: dict) -> str:
@@ -120,31 +135,25 @@ def tune(
         log(f"{len(done)} finished trial(s) in {out}/trials.jsonl: read back, not trained again")
     bigger = base["valid_metric_bigger"]
     int_keys = [k for k in space if isinstance(base[k], int) and not isinstance(base[k], bool)]
-    trial = Trial(model, dataset, out, config_files, config_dict, cmd_args, base["valid_metric"], int_keys, done)
+    trial = Trial(model, dataset, out, config_files, config_dict, cmd_args, base["valid_metric"], bigger, int_keys, done)
     if tool == "ray":
         from recbole_diffurec.jobs import tune_on_ray
 
-        tune_on_ray(trial, hyper_file, max_evals or 10, bigger, ray_address, log)
+        with environment_variable("RAY_AIR_LOCAL_CACHE_DIR", os.path.join(trial.out, "ray")):  # Tune's files
+            tune_on_ray(trial, hyper_file, max_evals or 10, bigger, ray_address, log)
         return write_best(out, model, dataset, bigger, base["valid_metric"], hyper_file)
     counter = {"n": 0}
 
     def objective(params, _config_file_list=None):
         counter["n"] += 1
-        return _hyper_result(trial(params, f"trial {counter['n']}", log), model, bigger)
+        return _hyper_result(trial, trial(params, f"trial {counter['n']}", log))
 
     tuner = HyperTuning(objective, space=space, fixed_config_file_list=config_files, algo=algo,
                         max_evals=max_evals or 100, early_stop=max_evals or 100)
     if max_evals is not None:
         tuner.max_evals = min(tuner.max_evals, max_evals)  # exhaustive sets it to the space's size
-    previous = os.environ.get("HYPEROPT_FMIN_SEED")
-    os.environ["HYPEROPT_FMIN_SEED"] = str(base["seed"])  # the same proposals on a rerun
-    try:
+    with environment_variable("HYPEROPT_FMIN_SEED", str(base["seed"])):  # the same proposals on a rerun
         tuner.run()
-    finally:
-        if previous is None:
-            os.environ.pop("HYPEROPT_FMIN_SEED", None)
-        else:
-            os.environ["HYPEROPT_FMIN_SEED"] = previous
     return write_best(out, model, dataset, bigger, base["valid_metric"], hyper_file)
 
 
@@ -153,14 +162,21 @@ class Trial:
     read back if ``trials.jsonl`` has it, else trained and appended there (the record is returned).
     A plain object, so that Ray can send it to its workers (``--tool=ray``)."""
 
-    def __init__(self, model, dataset, out, config_files, config_dict, cmd_args, valid_metric, int_keys, done):
+    def __init__(self, model, dataset, out, config_files, config_dict, cmd_args, valid_metric, bigger, int_keys, done):
         from recbole_diffurec.jobs import absolute_paths
 
         self.model, self.dataset, self.out = model, dataset, os.path.abspath(out)
         # absolute: a Ray trial runs in a folder of its own
         self.config_files, self.config_dict = absolute_paths(config_files, config_dict)
         self.cmd_args = list(cmd_args)
-        self.valid_metric, self.int_keys, self.done = valid_metric, int_keys, done
+        self.valid_metric, self.bigger, self.int_keys, self.done = valid_metric, bigger, int_keys, done
+
+    def score(self, record: dict[str, Any]) -> float:
+        """What a search optimises for a trial's record: its best validation score; a failed
+        trial scores worst."""
+        if record["status"] != "ok":
+            return -1e9 if self.bigger else 1e9
+        return record["best_valid_score"]
 
     def __call__(self, params: dict, name: str, log: Callable[[str], None] = print) -> dict[str, Any]:
         from recbole_diffurec.quick_start import run
@@ -209,13 +225,12 @@ class Trial:
         return record
 
 
-def _hyper_result(record, model, bigger):
-    """What RecBole's HyperTuning.trial reads from an objective's result (a failed trial scores worst)."""
-    failed = record["status"] != "ok"
+def _hyper_result(trial: Trial, record: dict[str, Any]) -> dict[str, Any]:
+    """What RecBole's HyperTuning.trial reads from an objective's result."""
     return {
-        "model": model,
-        "best_valid_score": (-1e9 if bigger else 1e9) if failed else record["best_valid_score"],
-        "valid_score_bigger": bigger,
+        "model": trial.model,
+        "best_valid_score": trial.score(record),
+        "valid_score_bigger": trial.bigger,
         "best_valid_result": record.get("best_valid_result", {}),
         "test_result": record.get("test_result", {}),
     }
