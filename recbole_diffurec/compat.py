@@ -208,13 +208,9 @@ def _quick_start_config():
 def _early_stopping():
     import recbole.trainer.trainer as recbole_trainer
 
-    from recbole_diffurec import stopping
+    from recbole_diffurec.stopping import early_stopping_in_effect
 
-    def early_stopping(value, best, cur_step, max_step, bigger=True):
-        return stopping.early_stopping_in_effect(value, best, cur_step, max_step, bigger)
-
-    early_stopping.__doc__ = stopping.early_stopping_in_effect.__doc__
-    _replace(recbole_trainer, "early_stopping", early_stopping)
+    _replace(recbole_trainer, "early_stopping", early_stopping_in_effect)
 
 
 # ----- 10: RecBole's exhaustive search with hyperopt >= 0.2.7 -----

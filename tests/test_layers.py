@@ -25,6 +25,10 @@ def test_timestep_embedding_closed_form():
     assert torch.allclose(emb[:, :4], torch.cos(t[:, None] * freqs))
     assert torch.allclose(emb[:, 4:], torch.sin(t[:, None] * freqs))
     assert timestep_embedding(t, 9).shape == (3, 9)
+    # one step per position (t [B, L]), odd width included: each row is the embedding of its steps
+    steps = torch.tensor([[0.0, 31.25], [1000.0, 500.0]])
+    for dim in (8, 9):
+        assert torch.equal(timestep_embedding(steps, dim), torch.stack([timestep_embedding(row, dim) for row in steps]))
 
 
 def test_shapes_and_dropout_off_in_eval():

@@ -112,7 +112,7 @@ def timestep_embedding(t: Tensor, dim: int, max_period: int = 10000) -> Tensor:
     args = t.float()[..., None] * freqs
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
-        emb = torch.cat([emb, torch.zeros_like(emb[:, :1])], dim=-1)
+        emb = torch.cat([emb, torch.zeros_like(emb[..., :1])], dim=-1)
     return emb
 
 
