@@ -146,7 +146,8 @@ def main(argv=None):
     from recbole_diffurec.quick_start import run
 
     try:
-        for name in ("nproc", "jobs", "max_evals", "ray_cpus_per_run"):  # counts: 0 or less is a mistake, not "the default"
+        # counts: 0 or less is a mistake, not "the default" (--max_evals: tuning.tune checks it)
+        for name in ("nproc", "jobs", "ray_cpus_per_run"):
             value = getattr(args, name, None)
             if value is not None and value < 1:
                 raise UsageError(f"--{name} must be at least 1, not {value}.")
