@@ -16,7 +16,10 @@ state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a re
   model's relative gain over the best other model (Table 5);
 - ``table2_time``: training wall seconds, mean over seeds (Table 2);
 - ``table6_beyond_accuracy``: RecBole's ItemCoverage, AveragePopularity, GiniIndex and
-  TailPercentage at 10, mean ± std over the seeds whose records hold them.
+  TailPercentage at 10, mean ± std over the seeds whose records hold them;
+- ``protocols``: test HR@10 and NDCG@10 under both evaluation protocols, for the runs that recorded both;
+- with an ``OUT/study.yaml`` (``read_study``): ``headline``, its rows with paired t-tests against its
+  baseline, and ``side_by_side``, those rows under both protocols next to its ``published`` rows.
 
 Each table is written as Markdown and CSV under ``OUT/tables/``.
 """
@@ -304,9 +307,41 @@ def run_protocol(runs) -> str:
     return "+".join(protocols)
 
 
+# where a published row's numbers were measured: our two protocols, or the DiffuRec authors' own
+# evaluation (MODEL_SPEC section 8), which is neither
+PUBLISHED_PROTOCOLS = PROTOCOLS + ("reference_code",)
+PROTOCOL_NAMES = {"recbole": "RecBole's protocol", "exclude_history": "history removed",
+                  "reference_code": "the authors' evaluation"}
+PUBLISHED_KEYS = {"name": str, "source": str, "protocol": str, "hit@10": float, "ndcg@10": float}
+
+
+def _check_published(path: str, rows: Any) -> list[dict[str, Any]]:
+    """``published``: a list of {name, source, protocol, hit@10, ndcg@10}; an error names the bad entry."""
+    if not isinstance(rows, list):
+        raise ValueError(f"{path}: published is a list of rows ({{name, source, protocol, hit@10, ndcg@10}}), got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        where = f"{path}: published[{i}]"
+        if not isinstance(row, dict) or set(row) != set(PUBLISHED_KEYS):
+            got = sorted(row) if isinstance(row, dict) else type(row).__name__
+            raise ValueError(f"{where} needs exactly the keys {sorted(PUBLISHED_KEYS)}, got {got}")
+        for key, kind in PUBLISHED_KEYS.items():
+            value = row[key]
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                value = row[key] = float(value)
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise ValueError(f"{where}.{key} must be a {kind.__name__}, got {value!r}")
+        if row["protocol"] not in PUBLISHED_PROTOCOLS:
+            raise ValueError(f"{where}.protocol must be one of {', '.join(PUBLISHED_PROTOCOLS)}, got {row['protocol']!r}")
+        for key in ("hit@10", "ndcg@10"):
+            if not 0.0 <= row[key] <= 1.0:
+                raise ValueError(f"{where}.{key} is a fraction in [0, 1] (not a percentage), got {row[key]}")
+    return rows
+
+
 def read_study(out: str) -> dict[str, Any]:
     """``OUT/study.yaml``, the folder's own settings for ``--tables`` (empty if absent):
-    ``baseline`` (the label t-tests compare against) and ``headline`` (label: name shown, in order)."""
+    ``baseline`` (the label t-tests compare against), ``headline`` (label: name shown, in order) and
+    ``published`` (rows from the literature for the side-by-side table)."""
     import yaml
 
     path = os.path.join(out, "study.yaml")
@@ -314,10 +349,69 @@ def read_study(out: str) -> dict[str, Any]:
         return {}
     with open(path) as f:
         study = yaml.safe_load(f) or {}
-    unknown = set(study) - {"baseline", "headline"}
+    unknown = set(study) - {"baseline", "headline", "published"}
     if unknown or not isinstance(study.get("headline", {}), dict):
-        raise ValueError(f"{path}: keys are baseline (a label) and headline (label: name shown); got {sorted(study)}")
+        raise ValueError(
+            f"{path}: keys are baseline (a label), headline (label: name shown) and published (a list of rows); "
+            f"got {sorted(study)}"
+        )
+    if "published" in study:
+        study["published"] = _check_published(path, study["published"])
     return study
+
+
+def _protocol_values(runs, protocol: str, metric: str) -> list[float]:
+    """A model's test ``metric`` under ``protocol``: from ``test_result_by_protocol`` where the run
+    recorded both, else from ``test_result`` if the run was evaluated under that protocol."""
+    values = []
+    for r in runs.values():
+        both = r.get("test_result_by_protocol")
+        if both:
+            values.append(both[protocol][metric])
+        elif r.get("eval_protocol", PROTOCOLS[0]) == protocol:
+            values.append(r["test_result"][metric])
+    return values
+
+
+def _side_by_side(out, grouped, names, published):
+    """``side_by_side``: the study's headline rows under both protocols (mean ± std over the seeds
+    that have the protocol) next to the published rows, each in the column of the protocol its
+    numbers were measured under."""
+    header = ["dataset", "row", "source"] + [
+        f"{m}, {PROTOCOL_NAMES[p]}" for p in PUBLISHED_PROTOCOLS for m in ("HR@10", "NDCG@10")
+    ]
+    rows, csv_rows = [], []
+    for dataset, models in grouped.items():
+        for label, name in names.items():
+            runs = models.get(label)
+            if not runs:
+                continue
+            seeds = sorted(runs)
+            cells = [dataset, name, f"this package ({label}, seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))})"]
+            csv_cells = list(cells)
+            for protocol in PUBLISHED_PROTOCOLS:
+                for m in ("hit@10", "ndcg@10"):
+                    values = _protocol_values(runs, protocol, m) if protocol in PROTOCOLS else []
+                    if values:
+                        mu, sd = _mean_std(values)
+                        cells.append(f"{mu:.4f} ± {sd:.4f}" if len(values) > 1 else f"{mu:.4f}")
+                        csv_cells.append(f"{mu:.6f}")
+                    else:
+                        cells.append("")
+                        csv_cells.append("")
+            rows.append(cells)
+            csv_rows.append(csv_cells)
+        for row in published:
+            cells = [dataset, f"*{row['name']}*", row["source"]]
+            csv_cells = [dataset, row["name"], row["source"]]
+            for protocol in PUBLISHED_PROTOCOLS:
+                for m in ("hit@10", "ndcg@10"):
+                    mine = protocol == row["protocol"]
+                    cells.append(f"*{row[m]:.4f}*" if mine else "")
+                    csv_cells.append(f"{row[m]:.6f}" if mine else "")
+            rows.append(cells)
+            csv_rows.append(csv_cells)
+    return _write(out, "side_by_side", header, csv_rows, rows)
 
 
 def _headline(out, grouped, baseline, names):
@@ -367,6 +461,7 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
     labels = [LABELS[m] for m in METRICS]
     if study.get("headline"):
         tables["headline"] = _headline(out, grouped, baseline, study["headline"])
+        tables["side_by_side"] = _side_by_side(out, grouped, study["headline"], study.get("published", []))
 
     # Table 3: mean ± std over seeds
     rows, md_rows = [], []

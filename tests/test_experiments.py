@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -154,6 +155,56 @@ def test_table_values_on_known_records(tmp_path):
     assert float(row["Improv."].rstrip("%")) == pytest.approx((np.mean(better) - np.mean(base)) / np.mean(base) * 100, abs=0.01)
     with open(tmp_path / "tables" / "table2_time.csv") as f:
         assert {r["model"]: float(r["train s (mean)"]) for r in csv.DictReader(f)} == {"DiffuRec": 20.0, "DiffuRecSys": 20.0}
+
+
+def _study(tmp_path, text):
+    (tmp_path / "study.yaml").write_text(text)
+
+
+def test_side_by_side_places_each_row_under_its_protocol(tmp_path):
+    """Our rows under both protocols (mean over seeds, or the one protocol a run was evaluated
+    under), the published rows only in the column of their protocol."""
+    def rec(label, seed, recbole, excluded=None, protocol="recbole"):
+        r = {"dataset": "d", "model": label, "seed": seed, "status": "ok", "train_seconds": 1.0,
+             "eval_protocol": protocol, "test_result": {m: (recbole if protocol == "recbole" else excluded) for m in experiments.METRICS}}
+        if excluded is not None and protocol == "recbole":
+            r["test_result_by_protocol"] = {"recbole": {"hit@10": recbole, "ndcg@10": recbole / 2},
+                                            "exclude_history": {"hit@10": excluded, "ndcg@10": excluded / 2}}
+        return r
+
+    runs = [rec("A", 1, 0.10, 0.14), rec("A", 2, 0.12, 0.16), rec("B", 1, 0.2), rec("C", 1, None, 0.3, "exclude_history")]
+    for r in runs:
+        experiments.write_json_atomic(str(tmp_path / "runs" / f"{r['model']}{r['seed']}.json"), r)
+    _study(tmp_path, """headline: {A: model A, B: model B, C: model C}
+published:
+  - {name: P, source: a paper, protocol: exclude_history, hit@10: 0.25, ndcg@10: 0.125}
+  - {name: Q, source: another, protocol: reference_code, hit@10: 0.3, ndcg@10: 0.2}
+""")
+    experiments.build_tables(str(tmp_path), log=lambda *a: None)
+    with open(tmp_path / "tables" / "side_by_side.csv") as f:
+        rows = {r["row"]: r for r in csv.DictReader(f)}
+    cols = ["HR@10, RecBole's protocol", "NDCG@10, RecBole's protocol", "HR@10, history removed",
+            "NDCG@10, history removed", "HR@10, the authors' evaluation", "NDCG@10, the authors' evaluation"]
+    cell = lambda row: [float(rows[row][c]) if rows[row][c] else None for c in cols]  # noqa: E731
+    assert cell("model A") == pytest.approx([0.11, 0.055, 0.15, 0.075, None, None])
+    assert cell("model B") == [0.2, 0.2, None, None, None, None]  # evaluated under RecBole's protocol only
+    assert cell("model C") == [None, None, 0.3, 0.3, None, None]
+    assert cell("P") == [None, None, 0.25, 0.125, None, None]
+    assert cell("Q") == [None, None, None, None, 0.3, 0.2]
+    assert rows["model A"]["source"] == "this package (A, seeds 1,2)" and rows["model B"]["source"] == "this package (B, seed 1)"
+
+
+@pytest.mark.parametrize("published, message", [
+    ("{name: P}", "published is a list of rows"),
+    ("[{name: P, source: s, protocol: recbole, hit@10: 0.1}]", "published[0] needs exactly the keys"),
+    ("[{name: P, source: s, protocol: mine, hit@10: 0.1, ndcg@10: 0.1}]", "published[0].protocol must be one of"),
+    ("[{name: P, source: s, protocol: recbole, hit@10: 9.8, ndcg@10: 0.1}]", "published[0].hit@10 is a fraction in [0, 1]"),
+    ("[{name: P, source: s, protocol: recbole, hit@10: high, ndcg@10: 0.1}]", "published[0].hit@10 must be a float"),
+])
+def test_study_published_rows_are_checked(tmp_path, published, message):
+    _study(tmp_path, f"headline: {{A: a}}\npublished: {published}\n")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        experiments.read_study(str(tmp_path))
 
 
 def test_failed_run_recorded_and_others_go_on(tiny_data, workdir, monkeypatch, capsys):
