@@ -122,6 +122,12 @@ class SequentialTrainDataLoader(TrainDataLoader):
         sequence mode."""
         return len(self.lengths) if self.window_targets is None else int((self.window_targets > 0).sum())
 
+    def targets_per_batch(self) -> float:
+        """The epoch's mean training targets in one process's share of a batch (``sequence_loss_mean:
+        epoch`` divides each batch's summed loss by it): over the processes, a batch's gradient is
+        then its targets' summed gradient over the epoch's mean targets per batch."""
+        return self.targets_per_epoch() / len(self) / self.world_size
+
     def _recbole_batches(self):
         """The batches RecBole's loader gives in one process this epoch, drawn as it draws them;
         in a distributed run every process draws the same, so the processes share the batches of

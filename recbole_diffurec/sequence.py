@@ -109,8 +109,13 @@ def position_cross_entropy(output: Tensor, targets: Tensor, item_table: Tensor) 
     return losses
 
 
-def mean_over_targets(losses: Tensor, targets: Tensor) -> Tensor:
-    """The mean of per-position losses [B, L] over the positions with a target."""
+def mean_over_targets(losses: Tensor, targets: Tensor, per_batch: float | None = None) -> Tensor:
+    """The mean of per-position losses [B, L] over the positions with a target; with ``per_batch``
+    (``sequence_loss_mean: epoch``), their sum over the epoch's mean targets per batch, so that
+    every target weighs the same in an epoch however the windows are batched (batches grouped by
+    length hold a few targets each, or many)."""
+    if per_batch is not None:
+        return losses.sum() / per_batch
     return losses.sum() / (targets > 0).sum().clamp(min=1)
 
 
@@ -148,6 +153,7 @@ def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tens
         width = int(interaction[model.ITEM_SEQ_LEN].max())
         outputs = recbole_sequence_outputs(model, item_seq[:, :width])
         targets = targets[:, :width]
-        return mean_over_targets(position_cross_entropy(outputs, targets, model.item_embedding.weight), targets)
+        losses = position_cross_entropy(outputs, targets, model.item_embedding.weight)
+        return mean_over_targets(losses, targets, getattr(model, "sequence_targets_per_batch", None))
 
     return loss

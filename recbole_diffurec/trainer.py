@@ -138,6 +138,8 @@ class Trainer(RecBoleTrainer):
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
         self._epoch_idx = epoch_idx
+        if self.config["train_mode"] == "sequence" and self.config["sequence_loss_mean"] == "epoch":
+            self.model.sequence_targets_per_batch = train_data.targets_per_batch()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func or self.sequence_loss, show_progress)
         if self.scheduler is not None:
             self.scheduler.step()

@@ -160,3 +160,33 @@ def test_sequence_training_on_two_processes(tiny_data, workdir):
                  nproc=2, port=free_port())
     assert result is not None and result["epochs_trained"] == 2
     assert 0.0 < float(result["test_result"]["hit@10"]) <= 1.0
+
+
+@pytest.mark.parametrize("model", ["DiffuRecSys", "SASRec"])
+def test_sequence_loss_mean_epoch_weighs_every_target_the_same(model, tiny_data):
+    """sequence_loss_mean: epoch divides a batch's summed loss by the epoch's mean targets per
+    batch (set by the trainer each epoch), batch divides it by the batch's own targets: the two
+    losses of one batch differ by exactly that ratio. Batches grouped by length hold different
+    numbers of targets, so only epoch weighs every target the same over an epoch."""
+    from recbole_diffurec.trainer import Trainer
+
+    extra = SEQ + (DIFFUSION if model == "DiffuRecSys" else ()) + ("--train_length_grouping=2", "--train_batch_size=8")
+    config, net, train, _, _ = build_model(tiny_data, model, *extra, "--sequence_loss_mean=epoch")
+    assert train.targets_per_batch() * len(train) == pytest.approx(train.targets_per_epoch())
+    trainer = Trainer(config, net)
+    trainer._train_epoch(train, 0)
+    assert net.sequence_targets_per_batch == pytest.approx(train.targets_per_batch())
+    net.eval()
+    loss = trainer.sequence_loss or net.calculate_loss
+    counts = []
+    for batch in train:
+        n = int((batch[target_field(config)] > 0).sum())
+        counts.append(n)
+        torch.manual_seed(0)
+        epoch_mean = loss(batch)
+        net.sequence_targets_per_batch = None  # sequence_loss_mean: batch
+        torch.manual_seed(0)
+        batch_mean = loss(batch)
+        net.sequence_targets_per_batch = train.targets_per_batch()
+        assert epoch_mean.item() * train.targets_per_batch() == pytest.approx(batch_mean.item() * n, rel=1e-5)
+    assert len(set(counts)) > 1  # grouped batches of unequal target counts: the case that matters

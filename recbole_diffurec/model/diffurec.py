@@ -93,6 +93,8 @@ class DiffuRec(SequentialRecommender):
         self.autocast_bf16 = p["autocast_bf16"]
         self.target_scale = p["target_scale"]  # (its range, like every key's, is checked by Config)
         self.sequence_training = p["train_mode"] == "sequence"
+        # sequence_loss_mean: epoch: the epoch's mean targets per batch, set by the trainer
+        self.sequence_targets_per_batch = None
         self.timestep_per_position = p["sequence_timesteps"] == "position"
         self.TARGET_SEQ = target_field(config)
 
@@ -236,7 +238,7 @@ class DiffuRec(SequentialRecommender):
         """Mean cross-entropy over every position with a target (sequence training)."""
         targets = interaction[self.TARGET_SEQ]
         losses = self.sequence_losses(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], targets)
-        return mean_over_targets(losses, targets)
+        return mean_over_targets(losses, targets, self.sequence_targets_per_batch)
 
     # ----- inference -----
     def sample_members(
