@@ -235,7 +235,8 @@ class DiffuRec(SequentialRecommender):
         return offset_noise((B * L, H), self.offset_noise_strength, device=x_start.device).view(B, L, H)
 
     def sequence_loss(self, interaction: Interaction) -> Tensor:
-        """Mean cross-entropy over every position with a target (sequence training)."""
+        """The cross-entropy of every position with a target, summed over the batch and divided by
+        its targets, or by the epoch's mean targets per batch (``sequence_loss_mean: epoch``)."""
         targets = interaction[self.TARGET_SEQ]
         losses = self.sequence_losses(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], targets)
         return mean_over_targets(losses, targets, self.sequence_targets_per_batch)
