@@ -19,6 +19,9 @@ paper's Table 2; with ``--max_batches`` the epoch is projected from the timed ba
 
     python benchmarks/benchmark.py --paper --models=DiffuRecSys,DiffuRec,SASRec --epochs=1 \
         --max_batches=20 --no_eval --data_path=/path/to/datasets
+
+``--variants`` times each model under several settings in the same process (between processes the
+same epoch can vary by 1.5x on a shared CPU), e.g. ``--variants='--sequence_chunks=1;--sequence_chunks=4'``.
 """
 import argparse
 import contextlib
@@ -50,6 +53,9 @@ def parse_args(argv=None):
                    help="training loaders to time each model with, comma-separated: recbole, device (train_loader)")
     p.add_argument("--train_modes", default="prefix",
                    help="training modes to time each model in, comma-separated: prefix, sequence (train_mode)")
+    p.add_argument("--variants", default=None,
+                   help="settings to time each model with, separated by ';', each one or more --key=value "
+                        "(e.g. '--sequence_chunks=1;--sequence_chunks=4'): rows of one process, labelled by them")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", default=None, help="write the results as JSON here")
@@ -289,12 +295,16 @@ def main(argv=None):
         args.dataset = dataset
         these = []
         loaders = args.loaders.split(",")
-        runs = [(name, loader, mode) for name in models for mode in args.train_modes.split(",") for loader in loaders]
-        for name, loader, mode in runs:
-            for r in bench_model(name, args, extra + [f"--train_loader={loader}", f"--train_mode={mode}"]):
-                r["loader"], r["train_mode"] = loader, mode
+        variants = [v.split() for v in args.variants.split(";")] if args.variants else [[]]
+        runs = [(name, loader, mode, variant) for name in models for mode in args.train_modes.split(",")
+                for loader in loaders for variant in variants]
+        for name, loader, mode, variant in runs:
+            for r in bench_model(name, args, extra + variant + [f"--train_loader={loader}", f"--train_mode={mode}"]):
+                r["loader"], r["train_mode"], r["variant"] = loader, mode, " ".join(variant)
                 if len(loaders) > 1:
                     r["model"] += f" [{loader} loader]"
+                if variant:
+                    r["model"] += f" [{' '.join(variant)}]"
                 print(f"{r['model']}: {json.dumps({k: v for k, v in r.items() if k != 'losses'})}", flush=True)
                 these.append(r)
             if args.out:  # written as produced: an interrupted run keeps the finished models

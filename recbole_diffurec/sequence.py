@@ -109,14 +109,26 @@ def position_cross_entropy(output: Tensor, targets: Tensor, item_table: Tensor) 
     return losses
 
 
-def mean_over_targets(losses: Tensor, targets: Tensor, per_batch: float | None = None) -> Tensor:
-    """The mean of per-position losses [B, L] over the positions with a target; with ``per_batch``
-    (``sequence_loss_mean: epoch``), their sum over the epoch's mean targets per batch, so that
-    every target weighs the same in an epoch however the windows are batched (batches grouped by
-    length hold a few targets each, or many)."""
+def length_chunks(lengths: Tensor, chunks: int) -> list[Tensor | slice]:
+    """The rows of a batch of windows in at most ``chunks`` parts (``sequence_chunks``): sorted by
+    window length and cut into parts of near-equal size, so that each part can be run cut to its
+    own longest window. A shuffled batch mixes windows of every length and would be padded to its
+    longest; run in parts it stays the same batch (the same targets in one loss and one update)
+    with less padding. One part: the whole batch, as it is."""
+    if chunks <= 1 or len(lengths) <= 1:
+        return [slice(None)]
+    order = torch.argsort(lengths, stable=True)
+    return [part for part in order.tensor_split(min(chunks, len(lengths))) if len(part)]
+
+
+def mean_over_targets(total: Tensor, targets: Tensor, per_batch: float | None = None) -> Tensor:
+    """The summed loss ``total`` of a batch over its positions with a target (``targets`` [B, L] > 0);
+    with ``per_batch`` (``sequence_loss_mean: epoch``), over the epoch's mean targets per batch, so
+    that every target weighs the same in an epoch however the windows are batched (batches grouped
+    by length hold a few targets each, or many)."""
     if per_batch is not None:
-        return losses.sum() / per_batch
-    return losses.sum() / (targets > 0).sum().clamp(min=1)
+        return total / per_batch
+    return total / (targets > 0).sum().clamp(min=1)
 
 
 def _sasrec_outputs(model, item_seq: Tensor) -> Tensor:
@@ -145,15 +157,16 @@ def recbole_sequence_outputs(model, item_seq: Tensor) -> Tensor:
 def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tensor]:
     """The loss of RecBole's SASRec or GRU4Rec trained on every position of a window (their
     cross-entropy over all items, the only loss sequence training offers them)."""
-    field = target_field(config)
+    field, chunks = target_field(config), config["sequence_chunks"]
 
     def loss(interaction: Interaction) -> Tensor:
-        item_seq, targets = interaction[model.ITEM_SEQ], interaction[field]
-        # causal, positions counted from the first item: cutting trailing padding changes nothing
-        width = int(interaction[model.ITEM_SEQ_LEN].max())
-        outputs = recbole_sequence_outputs(model, item_seq[:, :width])
-        targets = targets[:, :width]
-        losses = position_cross_entropy(outputs, targets, model.item_embedding.weight)
-        return mean_over_targets(losses, targets, getattr(model, "sequence_targets_per_batch", None))
+        item_seq, lengths, targets = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN], interaction[field]
+        total = 0.0
+        for rows in length_chunks(lengths, chunks):
+            # causal, positions counted from the first item: cutting trailing padding changes nothing
+            width = int(lengths[rows].max())
+            outputs = recbole_sequence_outputs(model, item_seq[rows, :width])
+            total = total + position_cross_entropy(outputs, targets[rows, :width], model.item_embedding.weight).sum()
+        return mean_over_targets(total, targets, getattr(model, "sequence_targets_per_batch", None))
 
     return loss

@@ -17,7 +17,7 @@ from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedul
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.model.config_reader import read_config
 from recbole_diffurec.errors import UsageError
-from recbole_diffurec.sequence import mean_over_targets, position_cross_entropy, target_field
+from recbole_diffurec.sequence import length_chunks, mean_over_targets, position_cross_entropy, target_field
 
 if TYPE_CHECKING:
     from recbole.data.interaction import Interaction
@@ -74,6 +74,7 @@ class DiffuRec(SequentialRecommender):
         "target_scale",
         "train_mode",
         "sequence_timesteps",
+        "sequence_chunks",
     )
 
     def __init__(self, config, dataset):
@@ -96,6 +97,7 @@ class DiffuRec(SequentialRecommender):
         # sequence_loss_mean: epoch: the epoch's mean targets per batch, set by the trainer
         self.sequence_targets_per_batch = None
         self.timestep_per_position = p["sequence_timesteps"] == "position"
+        self.sequence_chunks = p["sequence_chunks"]
         self.TARGET_SEQ = target_field(config)
 
         # layers
@@ -236,10 +238,14 @@ class DiffuRec(SequentialRecommender):
 
     def sequence_loss(self, interaction: Interaction) -> Tensor:
         """The cross-entropy of every position with a target, summed over the batch and divided by
-        its targets, or by the epoch's mean targets per batch (``sequence_loss_mean: epoch``)."""
-        targets = interaction[self.TARGET_SEQ]
-        losses = self.sequence_losses(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], targets)
-        return mean_over_targets(losses, targets, self.sequence_targets_per_batch)
+        its targets, or by the epoch's mean targets per batch (``sequence_loss_mean: epoch``). The
+        batch runs in ``sequence_chunks`` parts of windows of similar length, each cut to its own
+        longest window (``length_chunks``)."""
+        item_seq, lengths, targets = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.TARGET_SEQ]
+        total = 0.0
+        for rows in length_chunks(lengths, self.sequence_chunks):
+            total = total + self.sequence_losses(item_seq[rows], lengths[rows], targets[rows]).sum()
+        return mean_over_targets(total, targets, self.sequence_targets_per_batch)
 
     # ----- inference -----
     def sample_members(
