@@ -118,14 +118,20 @@ def length_chunks(lengths: Tensor, chunks: int) -> list[Tensor | slice]:
     if chunks <= 1 or len(lengths) <= 1:
         return [slice(None)]
     order = torch.argsort(lengths, stable=True)
-    return [part for part in order.tensor_split(min(chunks, len(lengths))) if len(part)]
+    return list(order.tensor_split(min(chunks, len(lengths))))  # no part is empty
 
 
-def mean_over_targets(total: Tensor, targets: Tensor, per_batch: float | None = None) -> Tensor:
-    """The summed loss ``total`` of a batch over its positions with a target (``targets`` [B, L] > 0);
-    with ``per_batch`` (``sequence_loss_mean: epoch``), over the epoch's mean targets per batch, so
-    that every target weighs the same in an epoch however the windows are batched (batches grouped
-    by length hold a few targets each, or many)."""
+def batch_loss(
+    lengths: Tensor, targets: Tensor, chunks: int, per_batch: float | None,
+    part_losses: Callable[[Tensor | slice], Tensor],
+) -> Tensor:
+    """The loss of a batch of windows (``lengths`` [B], ``targets`` [B, L]), run in ``chunks`` parts
+    (``length_chunks``; ``part_losses(rows)``: the per-position losses of those rows): the losses
+    summed over the batch and divided by its targets, or with ``per_batch`` (``sequence_loss_mean:
+    epoch``) by the epoch's mean targets per batch, so that every target weighs the same in an
+    epoch however the windows are batched (batches grouped by length hold a few targets each, or
+    many)."""
+    total = sum(part_losses(rows).sum() for rows in length_chunks(lengths, chunks))
     if per_batch is not None:
         return total / per_batch
     return total / (targets > 0).sum().clamp(min=1)
@@ -161,12 +167,13 @@ def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tens
 
     def loss(interaction: Interaction) -> Tensor:
         item_seq, lengths, targets = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN], interaction[field]
-        total = 0.0
-        for rows in length_chunks(lengths, chunks):
+
+        def part_losses(rows):
             # causal, positions counted from the first item: cutting trailing padding changes nothing
             width = int(lengths[rows].max())
             outputs = recbole_sequence_outputs(model, item_seq[rows, :width])
-            total = total + position_cross_entropy(outputs, targets[rows, :width], model.item_embedding.weight).sum()
-        return mean_over_targets(total, targets, getattr(model, "sequence_targets_per_batch", None))
+            return position_cross_entropy(outputs, targets[rows, :width], model.item_embedding.weight)
+
+        return batch_loss(lengths, targets, chunks, getattr(model, "sequence_targets_per_batch", None), part_losses)
 
     return loss

@@ -17,7 +17,7 @@ from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedul
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.model.config_reader import read_config
 from recbole_diffurec.errors import UsageError
-from recbole_diffurec.sequence import length_chunks, mean_over_targets, position_cross_entropy, target_field
+from recbole_diffurec.sequence import batch_loss, position_cross_entropy, target_field
 
 if TYPE_CHECKING:
     from recbole.data.interaction import Interaction
@@ -242,10 +242,10 @@ class DiffuRec(SequentialRecommender):
         batch runs in ``sequence_chunks`` parts of windows of similar length, each cut to its own
         longest window (``length_chunks``)."""
         item_seq, lengths, targets = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.TARGET_SEQ]
-        total = 0.0
-        for rows in length_chunks(lengths, self.sequence_chunks):
-            total = total + self.sequence_losses(item_seq[rows], lengths[rows], targets[rows]).sum()
-        return mean_over_targets(total, targets, self.sequence_targets_per_batch)
+        return batch_loss(
+            lengths, targets, self.sequence_chunks, self.sequence_targets_per_batch,
+            lambda rows: self.sequence_losses(item_seq[rows], lengths[rows], targets[rows]),
+        )
 
     # ----- inference -----
     def sample_members(
