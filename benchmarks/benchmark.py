@@ -21,7 +21,7 @@ paper's Table 2; with ``--max_batches`` the epoch is projected from the timed ba
         --max_batches=20 --no_eval --data_path=/path/to/datasets
 
 ``--variants`` times each model under several settings in the same process (between processes the
-same epoch can vary by 1.5x on a shared CPU), e.g. ``--variants='--sequence_chunks=1;--sequence_chunks=4'``.
+same epoch can vary by 1.5x on a shared CPU), e.g. ``--variants='--train_batch_parts=1;--train_batch_parts=4'``.
 """
 import argparse
 import contextlib
@@ -55,7 +55,7 @@ def parse_args(argv=None):
                    help="training modes to time each model in, comma-separated: prefix, sequence (train_mode)")
     p.add_argument("--variants", default=None,
                    help="settings to time each model with, separated by ';', each one or more --key=value "
-                        "(e.g. '--sequence_chunks=1;--sequence_chunks=4'): rows of one process, labelled by them")
+                        "(e.g. '--train_batch_parts=1;--train_batch_parts=4'): rows of one process, labelled by them")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--out", default=None, help="write the results as JSON here")

@@ -109,29 +109,29 @@ def position_cross_entropy(output: Tensor, targets: Tensor, item_table: Tensor) 
     return losses
 
 
-def length_chunks(lengths: Tensor, chunks: int) -> list[Tensor | slice]:
-    """The rows of a batch of windows in at most ``chunks`` parts (``sequence_chunks``): sorted by
-    window length and cut into parts of near-equal size, so that each part can be run cut to its
-    own longest window. A shuffled batch mixes windows of every length and would be padded to its
-    longest; run in parts it stays the same batch (the same targets in one loss and one update)
-    with less padding. One part: the whole batch, as it is."""
-    if chunks <= 1 or len(lengths) <= 1:
+def length_parts(lengths: Tensor, parts: int) -> list[Tensor | slice]:
+    """The rows of a batch (of windows, or of prefix samples) in at most ``parts`` parts
+    (``train_batch_parts``): sorted by length and cut into parts of near-equal size, so that each
+    part can be run cut to its own longest history. A shuffled batch mixes every length and would
+    be padded to its longest; run in parts it stays the same batch (the same targets in one loss
+    and one update) with less padding. One part: the whole batch, as it is."""
+    if parts <= 1 or len(lengths) <= 1:
         return [slice(None)]
     order = torch.argsort(lengths, stable=True)
-    return list(order.tensor_split(min(chunks, len(lengths))))  # no part is empty
+    return list(order.tensor_split(min(parts, len(lengths))))  # no part is empty
 
 
 def batch_loss(
-    lengths: Tensor, targets: Tensor, chunks: int, per_batch: float | None,
+    lengths: Tensor, targets: Tensor, parts: int, per_batch: float | None,
     part_losses: Callable[[Tensor | slice], Tensor],
 ) -> Tensor:
-    """The loss of a batch of windows (``lengths`` [B], ``targets`` [B, L]), run in ``chunks`` parts
-    (``length_chunks``; ``part_losses(rows)``: the per-position losses of those rows): the losses
+    """The loss of a batch of windows (``lengths`` [B], ``targets`` [B, L]), run in ``parts`` parts
+    (``length_parts``; ``part_losses(rows)``: the per-position losses of those rows): the losses
     summed over the batch and divided by its targets, or with ``per_batch`` (``sequence_loss_mean:
     epoch``) by the epoch's mean targets per batch, so that every target weighs the same in an
     epoch however the windows are batched (batches grouped by length hold a few targets each, or
     many)."""
-    total = sum(part_losses(rows).sum() for rows in length_chunks(lengths, chunks))
+    total = sum(part_losses(rows).sum() for rows in length_parts(lengths, parts))
     if per_batch is not None:
         return total / per_batch
     return total / (targets > 0).sum().clamp(min=1)
@@ -163,7 +163,7 @@ def recbole_sequence_outputs(model, item_seq: Tensor) -> Tensor:
 def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tensor]:
     """The loss of RecBole's SASRec or GRU4Rec trained on every position of a window (their
     cross-entropy over all items, the only loss sequence training offers them)."""
-    field, chunks = target_field(config), config["sequence_chunks"]
+    field, parts = target_field(config), config["train_batch_parts"]
 
     def loss(interaction: Interaction) -> Tensor:
         item_seq, lengths, targets = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN], interaction[field]
@@ -174,6 +174,6 @@ def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tens
             outputs = recbole_sequence_outputs(model, item_seq[rows, :width])
             return position_cross_entropy(outputs, targets[rows, :width], model.item_embedding.weight)
 
-        return batch_loss(lengths, targets, chunks, getattr(model, "sequence_targets_per_batch", None), part_losses)
+        return batch_loss(lengths, targets, parts, getattr(model, "sequence_targets_per_batch", None), part_losses)
 
     return loss

@@ -85,11 +85,11 @@ def test_benchmark_variants_are_rows_of_one_process(tiny_data, workdir):
     script("benchmark").main([
         "--models=DiffuRec", f"--data_path={tiny_data}", "--epochs=1", "--hidden_size=8", "--n_heads=1",
         "--n_layers=1", "--max_len=10", "--batch_size=256", f"--out={out}", "--diffusion_steps=4", "--no_eval",
-        "--train_modes=sequence", "--variants=--sequence_chunks=1;--sequence_chunks=3 --train_length_grouping=2",
+        "--train_modes=sequence", "--variants=--train_batch_parts=1;--train_batch_parts=3 --train_length_grouping=2",
     ])
     results = json.load(open(out))["results"]
-    assert [r["variant"] for r in results] == ["--sequence_chunks=1", "--sequence_chunks=3 --train_length_grouping=2"]
-    assert results[1]["model"].endswith("[--sequence_chunks=3 --train_length_grouping=2]")
+    assert [r["variant"] for r in results] == ["--train_batch_parts=1", "--train_batch_parts=3 --train_length_grouping=2"]
+    assert results[1]["model"].endswith("[--train_batch_parts=3 --train_length_grouping=2]")
 
 
 # ----- which kind of file each reader got -----

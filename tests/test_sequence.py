@@ -192,43 +192,48 @@ def test_sequence_loss_mean_epoch_weighs_every_target_the_same(model, tiny_data)
     assert len(set(counts)) > 1  # grouped batches of unequal target counts: the case that matters
 
 
-def test_length_chunks_split_a_batch_by_window_length():
-    from recbole_diffurec.sequence import length_chunks
+def test_length_parts_split_a_batch_by_window_length():
+    from recbole_diffurec.sequence import length_parts
 
     lengths = torch.tensor([5, 1, 9, 3, 3, 7, 2])
-    parts = length_chunks(lengths, 3)
+    parts = length_parts(lengths, 3)
     assert [len(p) for p in parts] == [3, 2, 2]
     assert torch.equal(torch.cat(parts).sort().values, torch.arange(7))  # every window once
     for shorter, longer in zip(parts, parts[1:]):
         assert lengths[shorter].max() <= lengths[longer].min()
-    assert length_chunks(lengths, 1) == [slice(None)]
-    assert len(length_chunks(lengths, 20)) == 7
+    assert length_parts(lengths, 1) == [slice(None)]
+    assert len(length_parts(lengths, 20)) == 7
 
 
-@pytest.mark.parametrize("model", ["DiffuRecSys", "SASRec", "GRU4Rec"])
-def test_sequence_chunks_leave_loss_and_gradient_unchanged(tiny_data, model):
-    """A shuffled batch run in parts of similar window length (sequence_chunks) has the loss and
-    the gradient of the whole batch, with dropout off and the diffusion's draws fixed."""
+@pytest.mark.parametrize("model,mode", [
+    ("DiffuRecSys", "sequence"), ("DiffuRecSys", "prefix"), ("SASRec", "sequence"), ("GRU4Rec", "sequence"),
+])
+def test_train_batch_parts_leave_loss_and_gradient_unchanged(tiny_data, model, mode):
+    """A shuffled batch run in parts of similar history length (train_batch_parts) has the loss and
+    the gradient of the whole batch, with dropout off and the diffusion's draws fixed: windows in
+    sequence training, prefix samples in prefix training."""
     from recbole_diffurec.sequence import recbole_sequence_loss
 
-    extra = SEQ + (DIFFUSION if model == "DiffuRecSys" else ()) + ("--train_batch_size=16", "--train_length_grouping=0")
+    extra = (f"--train_mode={mode}",) + (DIFFUSION if model == "DiffuRecSys" else ()) + (
+        "--train_batch_size=16", "--train_length_grouping=0")
     config, net, train, _, _ = build_model(tiny_data, model, *extra, "--lambda_uncertainty=0.3" if model == "DiffuRecSys" else "--seed=1")
     batch = next(iter(train))
     lengths = batch[config["ITEM_LIST_LENGTH_FIELD"]]
-    assert int(lengths.min()) < int(lengths.max())  # windows of several lengths: the case that matters
+    assert int(lengths.min()) < int(lengths.max())  # histories of several lengths: the case that matters
     net.eval()
     if model == "DiffuRecSys":  # the same step, noise and lambda for every position, however it is batched
         net.diffusion.sample_timesteps = lambda n, device=None: torch.full((n,), 2, dtype=torch.long)
         net.position_offset_noise = lambda x: 0.1 * torch.ones_like(x)
         net.approximator.sample_lambda = lambda shape, device, generator=None: torch.full(shape, 0.3)
     results = []
-    for chunks in (1, 3):
-        config["sequence_chunks"] = net.sequence_chunks = chunks
+    for parts in (1, 3):
+        config["train_batch_parts"] = net.train_batch_parts = parts
         loss = net.calculate_loss if model == "DiffuRecSys" else recbole_sequence_loss(net, config)
         net.zero_grad()
+        torch.manual_seed(0)  # prefix training draws the batch's offset noise once, before its parts
         value = loss(batch)
         value.backward()
         results.append((value.detach(), net.item_embedding.weight.grad.clone()))
-    (whole, whole_grad), (parts, parts_grad) = results
-    assert torch.allclose(whole, parts, atol=1e-5)
-    assert torch.allclose(whole_grad, parts_grad, atol=1e-6)
+    (whole, whole_grad), (split, split_grad) = results
+    assert torch.allclose(whole, split, atol=1e-5)
+    assert torch.allclose(whole_grad, split_grad, atol=1e-6)

@@ -12,12 +12,13 @@ import torch
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.utils import InputType
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedule, offset_noise
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.model.config_reader import read_config
 from recbole_diffurec.errors import UsageError
-from recbole_diffurec.sequence import batch_loss, position_cross_entropy, target_field
+from recbole_diffurec.sequence import batch_loss, length_parts, position_cross_entropy, target_field
 
 if TYPE_CHECKING:
     from recbole.data.interaction import Interaction
@@ -74,7 +75,7 @@ class DiffuRec(SequentialRecommender):
         "target_scale",
         "train_mode",
         "sequence_timesteps",
-        "sequence_chunks",
+        "train_batch_parts",
     )
 
     def __init__(self, config, dataset):
@@ -97,7 +98,7 @@ class DiffuRec(SequentialRecommender):
         # sequence_loss_mean: epoch: the epoch's mean targets per batch, set by the trainer
         self.sequence_targets_per_batch = None
         self.timestep_per_position = p["sequence_timesteps"] == "position"
-        self.sequence_chunks = p["sequence_chunks"]
+        self.train_batch_parts = p["train_batch_parts"]
         self.TARGET_SEQ = target_field(config)
 
         # layers
@@ -116,7 +117,6 @@ class DiffuRec(SequentialRecommender):
         # inference may run on K < T evenly spaced steps of the same process (0 = all T steps)
         self.sampling_diffusion = self.sampling_process(p["sampling_steps"])
         self.approximator = self.build_approximator()
-        self.loss_fct = nn.CrossEntropyLoss()
 
     def build_approximator(self):
         return DiffuRecApproximator(
@@ -198,9 +198,16 @@ class DiffuRec(SequentialRecommender):
         t = self.diffusion.sample_timesteps(x_start.shape[0], x_start.device)
         noise = offset_noise(x_start.shape, self.offset_noise_strength, device=x_start.device)
         x_t = self.diffusion.q_sample(x_start, t, noise)  # [B, H]
-        pred_xstart = self.forward(item_seq, item_seq_len, x_t, t)
-        logits = pred_xstart @ self.item_embedding.weight.T  # [B, N+1]
-        return self.loss_fct(logits, pos_items)
+        # the batch in train_batch_parts parts of similar history length, each cut to its longest
+        # (forward trims): the mean cross-entropy of the whole batch, with less padding
+        total = sum(
+            F.cross_entropy(
+                self.forward(item_seq[rows], item_seq_len[rows], x_t[rows], t[rows]) @ self.item_embedding.weight.T,
+                pos_items[rows], reduction="sum",
+            )
+            for rows in length_parts(item_seq_len, self.train_batch_parts)
+        )
+        return total / pos_items.shape[0]
 
     def sequence_losses(
         self, item_seq: Tensor, item_seq_len: Tensor, targets: Tensor, t: Tensor | None = None,
@@ -239,11 +246,11 @@ class DiffuRec(SequentialRecommender):
     def sequence_loss(self, interaction: Interaction) -> Tensor:
         """The cross-entropy of every position with a target, summed over the batch and divided by
         its targets, or by the epoch's mean targets per batch (``sequence_loss_mean: epoch``). The
-        batch runs in ``sequence_chunks`` parts of windows of similar length, each cut to its own
-        longest window (``length_chunks``)."""
+        batch runs in ``train_batch_parts`` parts of windows of similar length, each cut to its own
+        longest window (``length_parts``)."""
         item_seq, lengths, targets = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN], interaction[self.TARGET_SEQ]
         return batch_loss(
-            lengths, targets, self.sequence_chunks, self.sequence_targets_per_batch,
+            lengths, targets, self.train_batch_parts, self.sequence_targets_per_batch,
             lambda rows: self.sequence_losses(item_seq[rows], lengths[rows], targets[rows]),
         )
 
