@@ -16,13 +16,18 @@ from recbole_diffurec.paths import CLONE_ROOT
 _NOT_SETTINGS = {"config_files", "local_rank", "single_spec", "state", "show_progress", "verbose", "log_wandb"}
 
 
+# what a run computes with: every tracked file but results and documents (a grid that rebuilds a
+# results folder's tables does not make the next run's record dirty)
+_CODE = (".", ":(exclude)results", ":(exclude)docs", ":(exclude)*.md")
+
+
 def _git_commit() -> dict[str, Any] | None:
     if CLONE_ROOT is None or not os.path.isdir(os.path.join(CLONE_ROOT, ".git")):
         return None
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=CLONE_ROOT, capture_output=True, text=True,
                              timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=CLONE_ROOT,
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *_CODE], cwd=CLONE_ROOT,
                                 capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -35,7 +40,8 @@ _AT_IMPORT = _git_commit()  # the code this process loaded, whatever is committe
 
 def commit() -> dict[str, Any] | None:
     """{'sha', 'dirty'} of the clone the package runs from, as it was when this process imported the
-    package (``dirty``: tracked files differed from that commit); None for an installed package."""
+    package (``dirty``: tracked files other than results and documents differed from that commit);
+    None for an installed package."""
     return _AT_IMPORT
 
 

@@ -378,3 +378,25 @@ def test_variant_runs_share_tables_under_their_own_name(tiny_data, workdir, caps
     assert wide["test_result"] != recs["ml-100k__SASRec__seed1"]["test_result"]
     table = open(os.path.join(out, "tables", "table3_metrics.md")).read()
     assert "| ml-100k | SASRec | 1 |" in table and "| ml-100k | SASRec-wide | 1 |" in table
+
+
+def test_record_is_dirty_only_when_code_differs(tmp_path, monkeypatch):
+    """A record's commit says dirty when a file the run computes with differs from the commit, not
+    when only results or documents do (a grid rebuilding a folder's tables meanwhile)."""
+    from recbole_diffurec import provenance
+
+    repo = tmp_path / "clone"
+    for name in ("recbole_diffurec/model.py", "results/x/tables/t.md", "docs/d.md", "README.md"):
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text("a\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(git[:-2] + ["init", "-q", str(repo)], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], check=True)
+    monkeypatch.setattr(provenance, "CLONE_ROOT", str(repo))
+    assert provenance._git_commit()["dirty"] is False
+    for name in ("results/x/tables/t.md", "docs/d.md", "README.md"):
+        (repo / name).write_text("b\n")
+    assert provenance._git_commit()["dirty"] is False
+    (repo / "recbole_diffurec/model.py").write_text("b\n")
+    assert provenance._git_commit()["dirty"] is True
