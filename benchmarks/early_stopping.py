@@ -2,7 +2,7 @@
 ``stopping_min_delta``). No training: a run's record holds its validation NDCG@10 after every epoch,
 and early stopping depends on nothing else. Not a test.
 
-    python benchmarks/early_stopping.py results/amazon-beauty results/amazon-beauty-tuning
+    python benchmarks/early_stopping.py results/amazon-beauty-recbole-rule results/amazon-beauty-tuning
 
 For each finished run with a validation curve: the epochs it trained (RecBole's rule, which every
 recorded run used; the replay must give the same number, or the run is flagged), the epochs it
