@@ -98,7 +98,8 @@ class DiffuRec(SequentialRecommender):
         # sequence_loss_mean: epoch: the epoch's mean targets per batch, set by the trainer
         self.sequence_targets_per_batch = None
         self.timestep_per_position = p["sequence_timesteps"] == "position"
-        self.train_batch_parts = p["train_batch_parts"]
+        # parts save padding only where each part is cut to its own longest history
+        self.train_batch_parts = p["train_batch_parts"] if self.trim_padding else 1
         self.TARGET_SEQ = target_field(config)
 
         # layers
