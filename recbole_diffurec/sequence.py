@@ -125,7 +125,8 @@ def batch_loss(
     lengths: Tensor, targets: Tensor, parts: int, per_batch: float | None,
     part_losses: Callable[[Tensor | slice], Tensor],
 ) -> Tensor:
-    """The loss of a batch of windows (``lengths`` [B], ``targets`` [B, L]), run in ``parts`` parts
+    """The loss of a batch of windows (``lengths`` [B], ``targets`` [B, L]; or of prefix samples,
+    ``targets`` [B]), run in ``parts`` parts
     (``length_parts``; ``part_losses(rows)``: the per-position losses of those rows): the losses
     summed over the batch and divided by its targets, or with ``per_batch`` (``sequence_loss_mean:
     epoch``) by the epoch's mean targets per batch, so that every target weighs the same in an

@@ -18,7 +18,7 @@ from recbole_diffurec.diffusion import GaussianDiffusion, get_named_beta_schedul
 from recbole_diffurec.layers import DiffuRecApproximator
 from recbole_diffurec.model.config_reader import read_config
 from recbole_diffurec.errors import UsageError
-from recbole_diffurec.sequence import batch_loss, length_parts, position_cross_entropy, target_field
+from recbole_diffurec.sequence import batch_loss, position_cross_entropy, target_field
 
 if TYPE_CHECKING:
     from recbole.data.interaction import Interaction
@@ -201,14 +201,13 @@ class DiffuRec(SequentialRecommender):
         x_t = self.diffusion.q_sample(x_start, t, noise)  # [B, H]
         # the batch in train_batch_parts parts of similar history length, each cut to its longest
         # (forward trims): the mean cross-entropy of the whole batch, with less padding
-        total = sum(
-            F.cross_entropy(
+        return batch_loss(
+            item_seq_len, pos_items, self.train_batch_parts, None,
+            lambda rows: F.cross_entropy(
                 self.forward(item_seq[rows], item_seq_len[rows], x_t[rows], t[rows]) @ self.item_embedding.weight.T,
-                pos_items[rows], reduction="sum",
-            )
-            for rows in length_parts(item_seq_len, self.train_batch_parts)
+                pos_items[rows], reduction="none",
+            ),
         )
-        return total / pos_items.shape[0]
 
     def sequence_losses(
         self, item_seq: Tensor, item_seq_len: Tensor, targets: Tensor, t: Tensor | None = None,
