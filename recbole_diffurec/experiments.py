@@ -18,8 +18,10 @@ state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a re
 - ``table6_beyond_accuracy``: RecBole's ItemCoverage, AveragePopularity, GiniIndex and
   TailPercentage at 10, mean ± std over the seeds whose records hold them;
 - ``protocols``: test HR@10 and NDCG@10 under both evaluation protocols, for the runs that recorded both;
-- with an ``OUT/study.yaml`` (``read_study``): ``headline``, its rows with paired t-tests against its
-  baseline, and ``side_by_side``, those rows under both protocols next to its ``published`` rows.
+- with an ``OUT/study.yaml`` (``read_study``): ``headline``, its rows (HR and NDCG at 10 and 20,
+  item coverage and tail share at 10) with paired t-tests against its baseline under RecBole's
+  protocol, ``headline_exclude_history`` the same with the history removed (for the runs that
+  recorded it), and ``side_by_side``, those rows under both protocols next to its ``published`` rows.
 
 Each table is written as Markdown and CSV under ``OUT/tables/``.
 """
@@ -360,17 +362,27 @@ def read_study(out: str) -> dict[str, Any]:
     return study
 
 
-def _protocol_values(runs, protocol: str, metric: str) -> list[float]:
-    """A model's test ``metric`` under ``protocol``: from ``test_result_by_protocol`` where the run
-    recorded both, else from ``test_result`` if the run was evaluated under that protocol."""
-    values = []
-    for r in runs.values():
+def _seed_values(runs, protocol: str, metric: str) -> dict[int, float]:
+    """{seed: test ``metric`` under ``protocol``} of a model's runs: from ``test_result_by_protocol``
+    where the run recorded both, else from ``test_result`` if the run was evaluated under that
+    protocol; runs without the metric (records older than it) are left out."""
+    values = {}
+    for seed, r in runs.items():
         both = r.get("test_result_by_protocol")
         if both:
-            values.append(both[protocol][metric])
+            result = both.get(protocol, {})
         elif r.get("eval_protocol", PROTOCOLS[0]) == protocol:
-            values.append(r["test_result"][metric])
+            result = r["test_result"]
+        else:
+            continue
+        if metric in result:
+            values[seed] = result[metric]
     return values
+
+
+def _protocol_values(runs, protocol: str, metric: str) -> list[float]:
+    """A model's test ``metric`` under ``protocol``, over the runs that have it (``_seed_values``)."""
+    return list(_seed_values(runs, protocol, metric).values())
 
 
 def _side_by_side(out, grouped, names, published):
@@ -414,38 +426,59 @@ def _side_by_side(out, grouped, names, published):
     return _write(out, "side_by_side", header, csv_rows, rows)
 
 
-def _headline(out, grouped, baseline, names):
-    """``headline``: the study's rows, test HR@10 and NDCG@10 mean ± std, and the paired t-test of
-    NDCG@10 and HR@10 against the baseline (relative difference, p)."""
+# the headline tables' columns: accuracy at 10 and 20, then how much of the catalogue the top 10
+# lists cover and how much of them is long-tail items (RecBole's ItemCoverage, TailPercentage)
+HEADLINE_METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20", "itemcoverage@10", "tailpercentage@10")
+
+
+def _headline(out, grouped, baseline, names, protocol):
+    """``headline`` (RecBole's protocol) or ``headline_<protocol>``: the study's rows under
+    ``protocol``, each of ``HEADLINE_METRICS`` as mean ± std over the seeds that have it, and the
+    paired t-test of NDCG@10 and HR@10 against the baseline over the seeds both have (relative
+    difference, p). None if no headline run has the protocol."""
     rows, csv_rows = [], []
     for dataset, models in grouped.items():
         base = models.get(baseline, {})
         for label, name in names.items():
             runs = models.get(label)
-            if not runs:
+            if not runs or not _seed_values(runs, protocol, "ndcg@10"):
                 continue
-            cells = [dataset, name, label, ",".join(str(s) for s in sorted(runs))]
+            seeds_with = sorted(_seed_values(runs, protocol, "ndcg@10"))
+            cells = [dataset, name, label, ",".join(map(str, seeds_with))]
             csv_cells = list(cells)
-            for m in ("hit@10", "ndcg@10"):
-                mu, sd = _mean_std([r["test_result"][m] for r in runs.values()])
-                cells.append(f"{mu:.4f} ± {sd:.4f}")
+            for m in HEADLINE_METRICS:
+                values = list(_seed_values(runs, protocol, m).values())
+                if not values:
+                    cells.append("")
+                    csv_cells += ["", ""]
+                    continue
+                mu, sd = _mean_std(values)
+                cell = f"{mu:.4f} ± {sd:.4f}" if len(values) > 1 else f"{mu:.4f}"
+                if len(values) < len(seeds_with):  # records older than the metric
+                    cell += f" ({len(values)} seed{'s' if len(values) > 1 else ''})"
+                cells.append(cell)
                 csv_cells += [f"{mu:.6f}", f"{sd:.6f}"]
             for m in ("ndcg@10", "hit@10"):
-                seeds = sorted(set(runs) & set(base))
+                mine, theirs = _seed_values(runs, protocol, m), _seed_values(base, protocol, m)
+                seeds = sorted(set(mine) & set(theirs))
                 if label == baseline or len(seeds) < 2:
                     cells.append("baseline" if label == baseline else "")
                     csv_cells += ["", ""]
                     continue
-                _, p, rel = paired_ttest([runs[s]["test_result"][m] for s in seeds], [base[s]["test_result"][m] for s in seeds])
+                _, p, rel = paired_ttest([mine[s] for s in seeds], [theirs[s] for s in seeds])
                 cells.append(f"{rel:+.1f}% (p = {p:.2g})")
                 csv_cells += [f"{rel:.3f}", f"{p:.4g}"]
             rows.append(cells)
             csv_rows.append(csv_cells)
-    header = ["dataset", "model", "label", "seeds", "test HR@10", "test NDCG@10",
-              f"NDCG@10 vs {baseline}", f"HR@10 vs {baseline}"]
-    csv_header = header[:4] + ["HR@10 mean", "HR@10 std", "NDCG@10 mean", "NDCG@10 std",
-                               "NDCG@10 rel. diff %", "NDCG@10 p", "HR@10 rel. diff %", "HR@10 p"]
-    return _write(out, "headline", header, csv_rows, rows, csv_header=csv_header)
+    if not rows:
+        return None
+    shown = [LABELS[m] for m in HEADLINE_METRICS]
+    header = ["dataset", "model", "label", "seeds"] + [f"test {lab}" for lab in shown] + [
+        f"NDCG@10 vs {baseline}", f"HR@10 vs {baseline}"]
+    csv_header = header[:4] + [f"{lab} {part}" for lab in shown for part in ("mean", "std")] + [
+        "NDCG@10 rel. diff %", "NDCG@10 p", "HR@10 rel. diff %", "HR@10 p"]
+    name = "headline" if protocol == PROTOCOLS[0] else f"headline_{protocol}"
+    return _write(out, name, header, csv_rows, rows, csv_header=csv_header)
 
 
 def build_tables(out: str, baseline: str | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
@@ -460,7 +493,10 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
     tables = {}
     labels = [LABELS[m] for m in METRICS]
     if study.get("headline"):
-        tables["headline"] = _headline(out, grouped, baseline, study["headline"])
+        for protocol in PROTOCOLS:
+            table = _headline(out, grouped, baseline, study["headline"], protocol)
+            if table is not None:
+                tables["headline" if protocol == PROTOCOLS[0] else f"headline_{protocol}"] = table
         tables["side_by_side"] = _side_by_side(out, grouped, study["headline"], study.get("published", []))
 
     # Table 3: mean ± std over seeds

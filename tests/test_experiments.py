@@ -194,6 +194,55 @@ published:
     assert rows["model A"]["source"] == "this package (A, seeds 1,2)" and rows["model B"]["source"] == "this package (B, seed 1)"
 
 
+def test_headline_tables_per_protocol(tmp_path):
+    """headline (RecBole's protocol) and headline_exclude_history: each row's metrics and its t-test
+    against the baseline under its own protocol; a run that recorded one protocol only, or lacks
+    a metric, leaves its cells empty rather than borrowing the other protocol's numbers."""
+    keys = experiments.HEADLINE_METRICS
+
+    def rec(label, seed, recbole, excluded=None):
+        by = {"recbole": {m: recbole + i / 100 for i, m in enumerate(keys)}}
+        r = {"dataset": "d", "model": label, "seed": seed, "status": "ok", "train_seconds": 1.0,
+             "eval_protocol": "recbole", "test_result": {**{m: recbole for m in experiments.METRICS}, **by["recbole"]}}
+        if excluded is not None:
+            by["exclude_history"] = {m: excluded + i / 100 for i, m in enumerate(keys) if m != "tailpercentage@10"}
+            r["test_result_by_protocol"] = by
+        return r
+
+    base_r, base_x = [0.10, 0.12, 0.11], [0.20, 0.21, 0.23]
+    mine_r, mine_x = [0.11, 0.125, 0.13], [0.19, 0.22, 0.20]
+    runs = [rec("S", s, r, x) for s, r, x in zip((1, 2, 3), base_r, base_x)]
+    runs += [rec("M", s, r, x) for s, r, x in zip((1, 2, 3), mine_r, mine_x)]
+    runs += [rec("Old", 1, 0.05), rec("Old", 2, 0.08)]
+    del runs[-1]["test_result"]["itemcoverage@10"]  # a record older than the metric
+    for r in runs:
+        experiments.write_json_atomic(str(tmp_path / "runs" / f"{r['model']}{r['seed']}.json"), r)
+    _study(tmp_path, "baseline: S\nheadline: {M: mine, S: sasrec, Old: old}\n")
+    tables = experiments.build_tables(str(tmp_path), log=lambda *a: None)
+    assert {"headline", "headline_exclude_history"} <= set(tables)
+
+    def read(name):
+        with open(tmp_path / "tables" / f"{name}.csv") as f:
+            return {r["label"]: r for r in csv.DictReader(f)}
+
+    recbole, excluded = read("headline"), read("headline_exclude_history")
+    assert list(recbole) == ["M", "S", "Old"] and list(excluded) == ["M", "S"]
+    assert float(recbole["M"]["NDCG@10 mean"]) == pytest.approx(np.mean(mine_r) + 0.01, abs=1e-6)
+    assert float(recbole["M"]["NDCG@20 std"]) == pytest.approx(np.std(mine_r, ddof=1), abs=1e-6)
+    assert float(excluded["M"]["HR@20 mean"]) == pytest.approx(np.mean(mine_x) + 0.02, abs=1e-6)
+    assert float(excluded["M"]["ItemCoverage@10 mean"]) == pytest.approx(np.mean(mine_x) + 0.04, abs=1e-6)
+    assert excluded["M"]["TailPercentage@10 mean"] == ""
+    assert float(recbole["Old"]["HR@10 mean"]) == pytest.approx(0.065, abs=1e-6) and recbole["Old"]["seeds"] == "1,2"
+    assert float(recbole["Old"]["ItemCoverage@10 mean"]) == pytest.approx(0.09, abs=1e-6)
+    assert "| 0.0900 (1 seed) |" in tables["headline"]
+    for table, mine, base in ((recbole, mine_r, base_r), (excluded, mine_x, base_x)):
+        _, p = stats.ttest_rel(np.add(mine, 0.01), np.add(base, 0.01))
+        assert float(table["M"]["NDCG@10 p"]) == pytest.approx(p, rel=1e-3)
+        assert table["S"]["NDCG@10 p"] == ""
+    _, p = stats.ttest_rel([0.05, 0.08], base_r[:2])
+    assert float(recbole["Old"]["HR@10 p"]) == pytest.approx(p, rel=1e-3)
+
+
 @pytest.mark.parametrize("published, message", [
     ("{name: P}", "published is a list of rows"),
     ("[{name: P, source: s, protocol: recbole, hit@10: 0.1}]", "published[0] needs exactly the keys"),
