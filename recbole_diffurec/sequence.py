@@ -18,6 +18,10 @@ of prefixes a history holds.
 Models: DiffuRec and the models built on it (their own ``sequence_loss``), RecBole's SASRec and
 GRU4Rec (``recbole_sequence_loss``: RecBole's classes and layers, read at every position). Any
 other model refuses ``train_mode: sequence`` (``check_train_mode``).
+
+Parts of a batch (``train_batch_parts``, ``length_parts``, ``batch_loss``) serve both modes: a
+batch of windows, or of prefix samples (``recbole_prefix_loss`` for SASRec and GRU4Rec), runs in
+parts of similar history length, each cut to its longest, with the loss and gradient of the whole.
 """
 from __future__ import annotations
 
@@ -176,5 +180,31 @@ def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tens
             return position_cross_entropy(outputs, targets[rows, :width], model.item_embedding.weight)
 
         return batch_loss(lengths, targets, parts, getattr(model, "sequence_targets_per_batch", None), part_losses)
+
+    return loss
+
+
+def recbole_prefix_loss(model, config: Config) -> Callable[[Interaction], Tensor] | None:
+    """RecBole's own prefix-sample loss of SASRec or GRU4Rec with ``loss_type: CE`` (each sample's
+    output at its last item scored against every item id, the mean cross-entropy over the batch),
+    run in ``train_batch_parts`` parts, each cut to its longest history: the same loss and gradient
+    with less padding. None where RecBole's ``calculate_loss`` runs as it is: one part, or
+    ``loss_type: BPR`` (its sampled negatives)."""
+    parts = config["train_batch_parts"]
+    if parts <= 1 or config["loss_type"] != "CE":
+        return None
+
+    def loss(interaction: Interaction) -> Tensor:
+        item_seq, lengths, targets = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN], interaction[model.POS_ITEM_ID]
+
+        def part_losses(rows):
+            # causal, positions counted from the first item: cutting trailing padding changes nothing
+            part_lengths = lengths[rows]
+            outputs = recbole_sequence_outputs(model, item_seq[rows, :int(part_lengths.max())])
+            last = outputs[torch.arange(len(part_lengths), device=outputs.device), part_lengths - 1]
+            logits = last @ model.item_embedding.weight.T
+            return torch.nn.functional.cross_entropy(logits, targets[rows], reduction="none")
+
+        return batch_loss(lengths, targets, parts, None, part_losses)
 
     return loss

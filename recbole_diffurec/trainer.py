@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from recbole.trainer import Trainer as RecBoleTrainer
 
-from recbole_diffurec.sequence import RECBOLE_SEQUENCE_MODELS, recbole_sequence_loss
+from recbole_diffurec.sequence import RECBOLE_SEQUENCE_MODELS, recbole_prefix_loss, recbole_sequence_loss
 from recbole_diffurec.run_files import STATE, checkpoint_kind, wrong_kind
 from recbole_diffurec.errors import NaNLossError, ResumeError
 from recbole_diffurec.metrics import PROTOCOLS
@@ -120,10 +120,12 @@ class Trainer(RecBoleTrainer):
         # the evaluation protocol (protocol.py): remove the user's history from the ranking
         self.exclude_history = bool(config["eval_exclude_history"])
         self._eval_history = None  # the UserHistory of the loader being evaluated, when excluded
-        # sequence training of RecBole's own models (ours compute it in calculate_loss)
+        # RecBole's SASRec and GRU4Rec: sequence training, or prefix samples in parts
+        # (train_batch_parts); None: RecBole's calculate_loss (ours handle both in theirs)
         self.sequence_loss = None
-        if config["train_mode"] == "sequence" and type(model).__name__ in RECBOLE_SEQUENCE_MODELS:
-            self.sequence_loss = recbole_sequence_loss(model, config)
+        if type(model).__name__ in RECBOLE_SEQUENCE_MODELS:
+            make = recbole_sequence_loss if config["train_mode"] == "sequence" else recbole_prefix_loss
+            self.sequence_loss = make(model, config)
 
     def _build_optimizer(self, **kwargs):
         # models that want parameter groups (DiffuRec: no decay on the x_t/t pathway) say so

@@ -207,12 +207,14 @@ def test_length_parts_split_a_batch_by_window_length():
 
 @pytest.mark.parametrize("model,mode", [
     ("DiffuRecSys", "sequence"), ("DiffuRecSys", "prefix"), ("SASRec", "sequence"), ("GRU4Rec", "sequence"),
+    ("SASRec", "prefix"), ("GRU4Rec", "prefix"),
 ])
 def test_train_batch_parts_leave_loss_and_gradient_unchanged(tiny_data, model, mode):
     """A shuffled batch run in parts of similar history length (train_batch_parts) has the loss and
     the gradient of the whole batch, with dropout off and the diffusion's draws fixed: windows in
-    sequence training, prefix samples in prefix training."""
-    from recbole_diffurec.sequence import recbole_sequence_loss
+    sequence training, prefix samples in prefix training (for SASRec and GRU4Rec against RecBole's
+    own calculate_loss on the whole batch)."""
+    from recbole_diffurec.sequence import recbole_prefix_loss, recbole_sequence_loss
 
     extra = (f"--train_mode={mode}",) + (DIFFUSION if model == "DiffuRecSys" else ()) + (
         "--train_batch_size=16", "--train_length_grouping=0")
@@ -228,7 +230,13 @@ def test_train_batch_parts_leave_loss_and_gradient_unchanged(tiny_data, model, m
     results = []
     for parts in (1, 3):
         config["train_batch_parts"] = net.train_batch_parts = parts
-        loss = net.calculate_loss if model == "DiffuRecSys" else recbole_sequence_loss(net, config)
+        if model == "DiffuRecSys":
+            loss = net.calculate_loss
+        elif mode == "sequence":
+            loss = recbole_sequence_loss(net, config)
+        else:  # one part: RecBole's own calculate_loss
+            loss = recbole_prefix_loss(net, config) or net.calculate_loss
+            assert (loss == net.calculate_loss) == (parts == 1)
         net.zero_grad()
         torch.manual_seed(0)  # prefix training draws the batch's offset noise once, before its parts
         value = loss(batch)
