@@ -122,10 +122,10 @@ class Trainer(RecBoleTrainer):
         self._eval_history = None  # the UserHistory of the loader being evaluated, when excluded
         # RecBole's SASRec and GRU4Rec: sequence training, or prefix samples in parts
         # (train_batch_parts); None: RecBole's calculate_loss (ours handle both in theirs)
-        self.sequence_loss = None
+        self.recbole_loss = None
         if type(model).__name__ in RECBOLE_SEQUENCE_MODELS:
             make = recbole_sequence_loss if config["train_mode"] == "sequence" else recbole_prefix_loss
-            self.sequence_loss = make(model, config)
+            self.recbole_loss = make(model, config)
 
     def _build_optimizer(self, **kwargs):
         # models that want parameter groups (DiffuRec: no decay on the x_t/t pathway) say so
@@ -142,7 +142,7 @@ class Trainer(RecBoleTrainer):
         self._epoch_idx = epoch_idx
         if self.config["train_mode"] == "sequence" and self.config["sequence_loss_mean"] == "epoch":
             self.model.sequence_targets_per_batch = train_data.targets_per_batch()
-        loss = super()._train_epoch(train_data, epoch_idx, loss_func or self.sequence_loss, show_progress)
+        loss = super()._train_epoch(train_data, epoch_idx, loss_func or self.recbole_loss, show_progress)
         if self.scheduler is not None:
             self.scheduler.step()
         return loss

@@ -177,7 +177,7 @@ def test_sequence_loss_mean_epoch_weighs_every_target_the_same(model, tiny_data)
     trainer._train_epoch(train, 0)
     assert net.sequence_targets_per_batch == pytest.approx(train.targets_per_batch())
     net.eval()
-    loss = trainer.sequence_loss or net.calculate_loss
+    loss = trainer.recbole_loss or net.calculate_loss
     counts = []
     for batch in train:
         n = int((batch[target_field(config)] > 0).sum())

@@ -113,7 +113,8 @@ def test_resume_restores_schedule(tiny_data, workdir):
 
 def test_nan_loss_error_names_the_fix(tiny_data, workdir):
     _, trainer, train, valid, _ = build(tiny_data, "SASRec")
-    trainer.model.calculate_loss = lambda interaction: torch.tensor(float("nan"), requires_grad=True)
+    nan = lambda interaction: torch.tensor(float("nan"), requires_grad=True)  # noqa: E731
+    trainer.model.calculate_loss = trainer.recbole_loss = nan  # RecBole's loss, or its batch in parts
     with pytest.raises(NaNLossError, match="NaN in epoch 0 of SASRec.*learning_rate"):
         trainer.fit(train, valid, saved=False)
 
