@@ -3,6 +3,8 @@ on our models, and that no other module of the package patches a third-party obj
 import ast
 import os
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -218,3 +220,23 @@ def test_recboles_search_rng_draws_integers_like_randint():
     assert a.integers(0, 7, size=20).tolist() == b.randint(0, 7, size=20).tolist()
     assert a.integers(5, size=3).tolist() == b.randint(0, 5, size=3).tolist()
     assert a.integers(1, 2, endpoint=True, size=50).max() == 2
+
+
+@pytest.mark.parametrize("code, enabled", [
+    ("import recbole_diffurec", False),
+    # RecBole's zoo imported first (SINE turns detection on when imported): switched off
+    ("import recbole.model.sequential_recommender; import recbole_diffurec", False),
+    # the caller's own choice, made before the import, is kept
+    ("torch.autograd.set_detect_anomaly(True); import recbole_diffurec", True),
+    # and after it
+    ("import recbole_diffurec; torch.autograd.set_detect_anomaly(True); "
+     "recbole_diffurec.compat.install()", True),
+])
+def test_recboles_zoo_leaves_anomaly_detection_as_it_was(code, enabled):
+    """RecBole's SINE module turns torch's anomaly detection on when imported (every gradient then
+    checked for NaN: a SASRec step 2.1x slower); after importing this package it is off, unless the
+    caller turned it on."""
+    script = f"import sys, torch\n{code}\nassert 'recbole.model.sequential_recommender.sine' in sys.modules\nprint(torch.is_anomaly_enabled())"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == str(enabled)
