@@ -431,8 +431,13 @@ def _side_by_side(out, grouped, names, published):
 HEADLINE_METRICS = ("hit@10", "ndcg@10", "hit@20", "ndcg@20", "itemcoverage@10", "tailpercentage@10")
 
 
+def headline_table(protocol: str) -> str:
+    """The name of the headline table under ``protocol``: ``headline`` for RecBole's protocol."""
+    return "headline" if protocol == PROTOCOLS[0] else f"headline_{protocol}"
+
+
 def _headline(out, grouped, baseline, names, protocol):
-    """``headline`` (RecBole's protocol) or ``headline_<protocol>``: the study's rows under
+    """``headline_table(protocol)``: the study's rows under
     ``protocol``, each of ``HEADLINE_METRICS`` as mean ± std over the seeds that have it, and the
     paired t-test of NDCG@10 and HR@10 against the baseline over the seeds both have (relative
     difference, p). None if no headline run has the protocol."""
@@ -441,9 +446,9 @@ def _headline(out, grouped, baseline, names, protocol):
         base = models.get(baseline, {})
         for label, name in names.items():
             runs = models.get(label)
-            if not runs or not _seed_values(runs, protocol, "ndcg@10"):
+            seeds_with = sorted(_seed_values(runs, protocol, "ndcg@10")) if runs else []
+            if not seeds_with:
                 continue
-            seeds_with = sorted(_seed_values(runs, protocol, "ndcg@10"))
             cells = [dataset, name, label, ",".join(map(str, seeds_with))]
             csv_cells = list(cells)
             for m in HEADLINE_METRICS:
@@ -477,8 +482,7 @@ def _headline(out, grouped, baseline, names, protocol):
         f"NDCG@10 vs {baseline}", f"HR@10 vs {baseline}"]
     csv_header = header[:4] + [f"{lab} {part}" for lab in shown for part in ("mean", "std")] + [
         "NDCG@10 rel. diff %", "NDCG@10 p", "HR@10 rel. diff %", "HR@10 p"]
-    name = "headline" if protocol == PROTOCOLS[0] else f"headline_{protocol}"
-    return _write(out, name, header, csv_rows, rows, csv_header=csv_header)
+    return _write(out, headline_table(protocol), header, csv_rows, rows, csv_header=csv_header)
 
 
 def build_tables(out: str, baseline: str | None = None, log: Callable[[str], None] = print) -> dict[str, str]:
@@ -496,7 +500,7 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
         for protocol in PROTOCOLS:
             table = _headline(out, grouped, baseline, study["headline"], protocol)
             if table is not None:
-                tables["headline" if protocol == PROTOCOLS[0] else f"headline_{protocol}"] = table
+                tables[headline_table(protocol)] = table
         tables["side_by_side"] = _side_by_side(out, grouped, study["headline"], study.get("published", []))
 
     # Table 3: mean ± std over seeds
