@@ -113,39 +113,30 @@ def position_cross_entropy(output: Tensor, targets: Tensor, item_table: Tensor) 
     return losses
 
 
-def length_parts(lengths: Tensor, parts: int, min_saving: float = 0.0) -> list[Tensor | slice]:
+def length_parts(lengths: Tensor, parts: int) -> list[Tensor | slice]:
     """The rows of a batch (of windows, or of prefix samples) in at most ``parts`` parts
     (``train_batch_parts``): sorted by length and cut into parts of near-equal size, so that each
     part can be run cut to its own longest history. A shuffled batch mixes every length and would
     be padded to its longest; run in parts it stays the same batch (the same targets in one loss
-    and one update) with less padding. One part: the whole batch, as it is; also where the parts
-    would cut less than ``min_saving`` (``train_batch_parts_min_saving``) of the batch's padded
-    positions (rows x longest history): a batch grouped by length has nearly nothing to cut, and
-    each part costs a pass of its own."""
+    and one update) with less padding. One part: the whole batch, as it is."""
     if parts <= 1 or len(lengths) <= 1:
         return [slice(None)]
     order = torch.argsort(lengths, stable=True)
-    chunks = list(order.tensor_split(min(parts, len(lengths))))  # no part is empty
-    if min_saving > 0:
-        whole = len(lengths) * int(lengths.max())
-        cut = sum(len(rows) * int(lengths[rows[-1]]) for rows in chunks)  # each part's last row is its longest
-        if cut > (1 - min_saving) * whole:
-            return [slice(None)]
-    return chunks
+    return list(order.tensor_split(min(parts, len(lengths))))  # no part is empty
 
 
 def batch_loss(
     lengths: Tensor, targets: Tensor, parts: int, per_batch: float | None,
-    part_losses: Callable[[Tensor | slice], Tensor], min_saving: float = 0.0,
+    part_losses: Callable[[Tensor | slice], Tensor],
 ) -> Tensor:
     """The loss of a batch of windows (``lengths`` [B], ``targets`` [B, L]; or of prefix samples,
     ``targets`` [B]), run in ``parts`` parts
-    (``length_parts``, with ``min_saving``; ``part_losses(rows)``: the per-position losses of those rows): the losses
+    (``length_parts``; ``part_losses(rows)``: the per-position losses of those rows): the losses
     summed over the batch and divided by its targets, or with ``per_batch`` (``sequence_loss_mean:
     epoch``) by the epoch's mean targets per batch, so that every target weighs the same in an
     epoch however the windows are batched (batches grouped by length hold a few targets each, or
     many)."""
-    total = sum(part_losses(rows).sum() for rows in length_parts(lengths, parts, min_saving))
+    total = sum(part_losses(rows).sum() for rows in length_parts(lengths, parts))
     if per_batch is not None:
         return total / per_batch
     return total / (targets > 0).sum().clamp(min=1)
@@ -178,7 +169,6 @@ def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tens
     """The loss of RecBole's SASRec or GRU4Rec trained on every position of a window (their
     cross-entropy over all items, the only loss sequence training offers them)."""
     field, parts = target_field(config), config["train_batch_parts"]
-    min_saving = config["train_batch_parts_min_saving"]
 
     def loss(interaction: Interaction) -> Tensor:
         item_seq, lengths, targets = interaction[model.ITEM_SEQ], interaction[model.ITEM_SEQ_LEN], interaction[field]
@@ -189,9 +179,7 @@ def recbole_sequence_loss(model, config: Config) -> Callable[[Interaction], Tens
             outputs = recbole_sequence_outputs(model, item_seq[rows, :width])
             return position_cross_entropy(outputs, targets[rows, :width], model.item_embedding.weight)
 
-        return batch_loss(
-            lengths, targets, parts, getattr(model, "sequence_targets_per_batch", None), part_losses, min_saving,
-        )
+        return batch_loss(lengths, targets, parts, getattr(model, "sequence_targets_per_batch", None), part_losses)
 
     return loss
 
@@ -202,7 +190,7 @@ def recbole_prefix_loss(model, config: Config) -> Callable[[Interaction], Tensor
     run in ``train_batch_parts`` parts, each cut to its longest history: the same loss and gradient
     with less padding. None where RecBole's ``calculate_loss`` runs as it is: one part, or
     ``loss_type: BPR`` (its sampled negatives)."""
-    parts, min_saving = config["train_batch_parts"], config["train_batch_parts_min_saving"]
+    parts = config["train_batch_parts"]
     if parts <= 1 or config["loss_type"] != "CE":
         return None
 
@@ -217,6 +205,6 @@ def recbole_prefix_loss(model, config: Config) -> Callable[[Interaction], Tensor
             logits = last @ model.item_embedding.weight.T
             return torch.nn.functional.cross_entropy(logits, targets[rows], reduction="none")
 
-        return batch_loss(lengths, targets, parts, None, part_losses, min_saving)
+        return batch_loss(lengths, targets, parts, None, part_losses)
 
     return loss

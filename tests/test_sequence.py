@@ -205,19 +205,6 @@ def test_length_parts_split_a_batch_by_window_length():
     assert len(length_parts(lengths, 20)) == 7
 
 
-def test_length_parts_keep_a_batch_whole_where_parts_cut_little_padding():
-    """train_batch_parts_min_saving: parts only where they cut at least that share of the padded
-    positions (rows x longest); a batch grouped by length runs whole."""
-    from recbole_diffurec.sequence import length_parts
-
-    grouped = torch.tensor([7, 8, 8, 8, 8, 8, 8, 8])  # parts: 2x8 + 2x8 + 2x8 + 2x8 = 64 of 64, nothing cut
-    assert length_parts(grouped, 4, 0.25) == [slice(None)]
-    assert len(length_parts(grouped, 4, 0.0)) == 4  # 0: always in parts
-    mixed = torch.tensor([1, 1, 2, 2, 4, 4, 8, 8])  # parts cut 64 to 2x1 + 2x2 + 2x4 + 2x8 = 30 (53%)
-    assert len(length_parts(mixed, 4, 0.25)) == 4
-    assert len(length_parts(mixed, 4, 0.53)) == 4 and length_parts(mixed, 4, 0.54) == [slice(None)]
-
-
 @pytest.mark.parametrize("model,mode", [
     ("DiffuRecSys", "sequence"), ("DiffuRecSys", "prefix"), ("SASRec", "sequence"), ("GRU4Rec", "sequence"),
     ("SASRec", "prefix"), ("GRU4Rec", "prefix"),
@@ -241,7 +228,6 @@ def test_train_batch_parts_leave_loss_and_gradient_unchanged(tiny_data, model, m
         net.position_offset_noise = lambda x: 0.1 * torch.ones_like(x)
         net.approximator.sample_lambda = lambda shape, device, generator=None: torch.full(shape, 0.3)
     results = []
-    config["train_batch_parts_min_saving"] = net.train_batch_parts_min_saving = 0.0  # in parts, however little they cut
     for parts in (1, 3):
         config["train_batch_parts"] = net.train_batch_parts = parts
         if model == "DiffuRecSys":

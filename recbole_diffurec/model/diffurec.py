@@ -76,7 +76,6 @@ class DiffuRec(SequentialRecommender):
         "train_mode",
         "sequence_timesteps",
         "train_batch_parts",
-        "train_batch_parts_min_saving",
     )
 
     def __init__(self, config, dataset):
@@ -101,7 +100,6 @@ class DiffuRec(SequentialRecommender):
         self.timestep_per_position = p["sequence_timesteps"] == "position"
         # parts save padding only where each part is cut to its own longest history
         self.train_batch_parts = p["train_batch_parts"] if self.trim_padding else 1
-        self.train_batch_parts_min_saving = p["train_batch_parts_min_saving"]
         self.TARGET_SEQ = target_field(config)
 
         # layers
@@ -209,7 +207,6 @@ class DiffuRec(SequentialRecommender):
                 self.forward(item_seq[rows], item_seq_len[rows], x_t[rows], t[rows]) @ self.item_embedding.weight.T,
                 pos_items[rows], reduction="none",
             ),
-            self.train_batch_parts_min_saving,
         )
 
     def sequence_losses(
@@ -255,7 +252,6 @@ class DiffuRec(SequentialRecommender):
         return batch_loss(
             lengths, targets, self.train_batch_parts, self.sequence_targets_per_batch,
             lambda rows: self.sequence_losses(item_seq[rows], lengths[rows], targets[rows]),
-            self.train_batch_parts_min_saving,
         )
 
     # ----- inference -----
