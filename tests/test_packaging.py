@@ -67,7 +67,7 @@ def test_portable_removes_machine_paths(workdir):
     }
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "accuracy.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "accuracy.yaml", "accuracy-ml-1m.yaml", "paper.yaml"])
 def test_preset_configs_load_outside_the_clone(workdir, tiny_data, name):
     from recbole_diffurec.config import Config
 
