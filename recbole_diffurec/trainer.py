@@ -30,7 +30,7 @@ from recbole_diffurec.run_files import STATE, checkpoint_kind, wrong_kind
 from recbole_diffurec.errors import NaNLossError, ResumeError
 from recbole_diffurec.metrics import PROTOCOLS
 from recbole_diffurec.protocol import protocol_of
-from recbole_diffurec.stopping import stopping_rule
+from recbole_diffurec.stopping import decay_pending, decays_since, stopping_rule
 
 if TYPE_CHECKING:
     from recbole.data.dataloader import AbstractDataLoader
@@ -41,6 +41,7 @@ STATE_FORMAT = 1
 # finished run may be given more epochs or patience).
 RESUME_FREE_KEYS = {
     "metrics", "tail_ratio", "checkpoint_dir", "data_path", "show_progress", "state", "log_wandb", "epochs", "stopping_step",
+    "stopping_after_decay",
     "device", "gpu_id", "use_gpu", "worker", "nproc", "local_rank", "offset", "ip", "port", "world_size",
 }
 
@@ -107,6 +108,8 @@ class Trainer(RecBoleTrainer):
         self.lr_step_size = config["lr_step_size"]
         self.lr_gamma = config["lr_gamma"]
         self.scheduler = self._build_scheduler()
+        # early stopping waits for the schedule's decays (stopping.py)
+        self.stopping_after_decay = bool(config["stopping_after_decay"]) and self.scheduler is not None
         self.lr_plateau_patience = config["lr_plateau_patience"] or 0
         self.lr_plateau_max_decays = config["lr_plateau_max_decays"] or 0
         self.plateau_decays = 0  # plateau decays so far in this run (saved with the training state)
@@ -138,7 +141,19 @@ class Trainer(RecBoleTrainer):
             return None
         return torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=self.lr_step_size, gamma=self.lr_gamma)
 
+    def _decay_pending(self, epoch_idx=None) -> bool:
+        """No early stop at the evaluation after ``epoch_idx`` (default: the current epoch): the
+        step schedule's first decay has not trained an epoch yet (``stopping_after_decay``)."""
+        epoch_idx = self._epoch_idx if epoch_idx is None else epoch_idx
+        return self.stopping_after_decay and decay_pending(epoch_idx, self.lr_step_size)
+
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if self.stopping_after_decay and decays_since(epoch_idx, epoch_idx - 1, self.lr_step_size) and self.cur_step:
+            self.logger.info(
+                f"epoch {epoch_idx}: the learning rate has decayed; early stopping's patience restarts "
+                f"({self.cur_step} evaluations without a better score before)"
+            )
+            self.cur_step = 0
         self._epoch_idx = epoch_idx
         if self.config["train_mode"] == "sequence" and self.config["sequence_loss_mean"] == "epoch":
             self.model.sequence_targets_per_batch = train_data.targets_per_batch()
@@ -168,7 +183,7 @@ class Trainer(RecBoleTrainer):
             if callback_fn:
                 callback_fn(epoch_idx, valid_score)
 
-        with stopping_rule(self.config["stopping_rule"], self.config["stopping_min_delta"]):
+        with stopping_rule(self.config["stopping_rule"], self.config["stopping_min_delta"], self._decay_pending):
             return super().fit(train_data, valid_data, verbose, saved, show_progress, callback)
 
     def _decay_on_plateau(self, epoch_idx):
@@ -267,7 +282,8 @@ class Trainer(RecBoleTrainer):
         self.seconds_before = state["train_seconds"]
         self.valid_history = list(state.get("valid_history", []))  # states written before it: none
         # a run that had stopped stays stopped, unless it was given a larger budget
-        self.finished = state["cur_step"] > self.stopping_step or self.start_epoch >= self.epochs
+        stopped = state["cur_step"] > self.stopping_step and not self._decay_pending(state["epoch"])
+        self.finished = stopped or self.start_epoch >= self.epochs
         _set_rng_state(state["rng"])
         for name, generator in _loader_generators(train_data).items():
             generator.set_state(state["loaders"][name])
