@@ -51,7 +51,7 @@ def main(argv=None):
             replays = [replay_stops(history, patience, rule, delta, lr_step_size=step if waits else 0) for rule, delta, waits in RULES]
             mine = replay_stops(history, patience, own[0], own[1], lr_step_size=step if own[2] else 0)
             flag = "" if mine[0] == record["epochs_trained"] else " (replay differs from the record)"
-            early = step and record["epochs_trained"] <= step < config.get("epochs", 0)
+            early = step and (record.get("epochs_trained") or 0) <= step < config.get("epochs", 0)
             cells = [record.get("label", record["model"]), record["seed"], patience, step or "-",
                      f"{record['epochs_trained']}{flag}" + (" (before the first decay)" if early else ""), _ties(history)]
             for i, (epochs, best, best_epoch, stopped) in enumerate(replays):
