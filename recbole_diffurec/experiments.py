@@ -21,7 +21,9 @@ state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a re
 - with an ``OUT/study.yaml`` (``read_study``): ``headline``, its rows (HR and NDCG at 10 and 20,
   item coverage and tail share at 10) with paired t-tests against its baseline under RecBole's
   protocol, ``headline_exclude_history`` the same with the history removed (for the runs that
-  recorded it), and ``side_by_side``, those rows under both protocols next to its ``published`` rows.
+  recorded it), and ``side_by_side``, those rows under both protocols next to its ``published`` rows;
+  with its ``comparisons`` (pairs of labels), ``comparisons``: each pair's paired t-tests of test
+  NDCG@10 and HR@10 under both protocols, and of the best validation NDCG@10.
 
 Each table is written as Markdown and CSV under ``OUT/tables/``.
 """
@@ -342,8 +344,9 @@ def _check_published(path: str, rows: Any) -> list[dict[str, Any]]:
 
 def read_study(out: str) -> dict[str, Any]:
     """``OUT/study.yaml``, the folder's own settings for ``--tables`` (empty if absent):
-    ``baseline`` (the label t-tests compare against), ``headline`` (label: name shown, in order) and
-    ``published`` (rows from the literature for the side-by-side table)."""
+    ``baseline`` (the label t-tests compare against), ``headline`` (label: name shown, in order),
+    ``published`` (rows from the literature for the side-by-side table) and ``comparisons`` (pairs
+    [label, reference label] for the table of paired t-tests between two rows)."""
     import yaml
 
     path = os.path.join(out, "study.yaml")
@@ -351,15 +354,58 @@ def read_study(out: str) -> dict[str, Any]:
         return {}
     with open(path) as f:
         study = yaml.safe_load(f) or {}
-    unknown = set(study) - {"baseline", "headline", "published"}
+    unknown = set(study) - {"baseline", "headline", "published", "comparisons"}
     if unknown or not isinstance(study.get("headline", {}), dict):
         raise ValueError(
-            f"{path}: keys are baseline (a label), headline (label: name shown) and published (a list of rows); "
-            f"got {sorted(study)}"
+            f"{path}: keys are baseline (a label), headline (label: name shown), published (a list of rows) "
+            f"and comparisons (a list of [label, label]); got {sorted(study)}"
         )
     if "published" in study:
         study["published"] = _check_published(path, study["published"])
+    pairs = study.get("comparisons", [])
+    if not isinstance(pairs, list) or not all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair) for pair in pairs
+    ):
+        raise ValueError(f"{path}: comparisons is a list of [label, reference label] pairs; got {pairs!r}")
     return study
+
+
+def _best_valid(runs) -> dict[int, float]:
+    """{seed: best validation NDCG@10} of a model's runs."""
+    return {seed: r["best_valid_result"]["ndcg@10"] for seed, r in runs.items()
+            if (r.get("best_valid_result") or {}).get("ndcg@10") is not None}
+
+
+def _comparisons(out, grouped, pairs, names):
+    """``comparisons``: for each [label, reference] of the study, over the seeds both have, the
+    mean of each and the paired t-test (relative difference, p) of the best validation NDCG@10 and
+    of test NDCG@10 and HR@10 under each protocol. None if no pair has two common seeds."""
+    rows, csv_rows = [], []
+    for dataset, models in grouped.items():
+        for label, reference in pairs:
+            mine, theirs = models.get(label), models.get(reference)
+            if not mine or not theirs:
+                continue
+            scores = [("validation", "NDCG@10", _best_valid(mine), _best_valid(theirs))]
+            for protocol in PROTOCOLS:
+                for m in ("ndcg@10", "hit@10"):
+                    scores.append((protocol, LABELS[m], _seed_values(mine, protocol, m), _seed_values(theirs, protocol, m)))
+            for protocol, metric, a, b in scores:
+                seeds = sorted(set(a) & set(b))
+                if len(seeds) < 2:
+                    continue
+                _, p, rel = paired_ttest([a[s] for s in seeds], [b[s] for s in seeds])
+                means = statistics.mean(a[s] for s in seeds), statistics.mean(b[s] for s in seeds)
+                cells = [dataset, names.get(label, label), names.get(reference, reference), protocol, metric,
+                         ",".join(map(str, seeds))]
+                rows.append(cells + [f"{means[0]:.4f}", f"{means[1]:.4f}", f"{rel:+.1f}%", f"{p:.2g}"])
+                csv_rows.append(cells + [f"{means[0]:.6f}", f"{means[1]:.6f}", f"{rel:.3f}", f"{p:.4g}"])
+    if not rows:
+        return None
+    header = ["dataset", "model", "reference", "protocol", "metric", "seeds", "model mean", "reference mean",
+              "rel. diff", "p (paired t-test)"]
+    return _write(out, "comparisons", header, csv_rows, rows,
+                  csv_header=header[:8] + ["rel. diff %", "p (paired t-test)"])
 
 
 def _seed_values(runs, protocol: str, metric: str) -> dict[int, float]:
@@ -502,6 +548,10 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
             if table is not None:
                 tables[headline_table(protocol)] = table
         tables["side_by_side"] = _side_by_side(out, grouped, study["headline"], study.get("published", []))
+    if study.get("comparisons"):
+        table = _comparisons(out, grouped, study["comparisons"], study.get("headline", {}))
+        if table is not None:
+            tables["comparisons"] = table
 
     # Table 3: mean ± std over seeds
     rows, md_rows = [], []

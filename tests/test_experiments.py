@@ -243,6 +243,47 @@ def test_headline_tables_per_protocol(tmp_path):
     assert float(recbole["Old"]["HR@10 p"]) == pytest.approx(p, rel=1e-3)
 
 
+def test_comparisons_pair_two_rows_under_both_protocols(tmp_path):
+    """study.yaml's comparisons: each [model, reference] pair's paired t-tests over the seeds both
+    have, of the best validation NDCG@10 and of test NDCG@10 and HR@10 under each protocol."""
+    def rec(label, seed, valid, recbole, excluded):
+        by = {"recbole": {"ndcg@10": recbole, "hit@10": 2 * recbole},
+              "exclude_history": {"ndcg@10": excluded, "hit@10": 2 * excluded}}
+        return {"dataset": "d", "model": label, "seed": seed, "status": "ok", "train_seconds": 1.0,
+                "eval_protocol": "recbole", "best_valid_result": {"ndcg@10": valid},
+                "test_result": {**{m: recbole for m in experiments.METRICS}, **by["recbole"]},
+                "test_result_by_protocol": by}
+
+    a = [(0.050, 0.040, 0.050), (0.052, 0.041, 0.052), (0.051, 0.043, 0.053)]
+    b = [(0.049, 0.041, 0.049), (0.050, 0.040, 0.050), (0.050, 0.040, 0.051), (0.060, 0.060, 0.060)]
+    runs = [rec("A", s, *v) for s, v in zip((1, 2, 3), a)] + [rec("B", s, *v) for s, v in zip((1, 2, 3, 4), b)]
+    for r in runs:
+        experiments.write_json_atomic(str(tmp_path / "runs" / f"{r['model']}{r['seed']}.json"), r)
+    _study(tmp_path, "headline: {A: model A, B: model B}\ncomparisons: [[A, B], [A, Missing]]\n")
+    tables = experiments.build_tables(str(tmp_path), log=lambda *a: None)
+    with open(tmp_path / "tables" / "comparisons.csv") as f:
+        rows = {(r["protocol"], r["metric"]): r for r in csv.DictReader(f)}
+    assert set(rows) == {("validation", "NDCG@10"), ("recbole", "NDCG@10"), ("recbole", "HR@10"),
+                         ("exclude_history", "NDCG@10"), ("exclude_history", "HR@10")}
+    for (protocol, metric), column in [(("validation", "NDCG@10"), 0), (("recbole", "NDCG@10"), 1),
+                                       (("exclude_history", "HR@10"), 2)]:
+        row, scale = rows[(protocol, metric)], 2 if metric == "HR@10" else 1
+        mine, theirs = [scale * v[column] for v in a], [scale * v[column] for v in b[:3]]  # seed 4: B only
+        assert row["seeds"] == "1,2,3" and row["model"] == "model A" and row["reference"] == "model B"
+        assert float(row["model mean"]) == pytest.approx(np.mean(mine), abs=1e-6)
+        assert float(row["reference mean"]) == pytest.approx(np.mean(theirs), abs=1e-6)
+        assert float(row["p (paired t-test)"]) == pytest.approx(stats.ttest_rel(mine, theirs)[1], rel=1e-3)
+        assert float(row["rel. diff %"]) == pytest.approx(np.mean((np.array(mine) - theirs) / theirs) * 100, abs=1e-3)
+    assert "| model A | model B |" in tables["comparisons"]
+
+
+@pytest.mark.parametrize("text", ["comparisons: [A, B]\n", "comparisons: [[A]]\n", "comparisons: {A: B}\n"])
+def test_study_comparisons_are_checked(tmp_path, text):
+    _study(tmp_path, "headline: {A: a}\n" + text)
+    with pytest.raises(ValueError, match="comparisons is a list of"):
+        experiments.read_study(str(tmp_path))
+
+
 @pytest.mark.parametrize("published, message", [
     ("{name: P}", "published is a list of rows"),
     ("[{name: P, source: s, protocol: recbole, hit@10: 0.1}]", "published[0] needs exactly the keys"),
