@@ -25,6 +25,10 @@ state is saved after every epoch as ``OUT/checkpoints/<key>.state.pth`` and a re
   with its ``comparisons`` (pairs of labels), ``comparisons``: each pair's paired t-tests of test
   NDCG@10 and HR@10 under both protocols, and of the best validation NDCG@10.
 
+A paired t-test whose differences are all equal (metrics are rounded to 4 decimals, so two seeds can
+differ by exactly the same amount) has no variance to test against: its p is written ``n/a``, not
+the 0 that the division by a zero variance gives.
+
 Each table is written as Markdown and CSV under ``OUT/tables/``.
 """
 from __future__ import annotations
@@ -297,12 +301,24 @@ def _by_dataset_model(records):
 
 
 def paired_ttest(model_values: Sequence[float], baseline_values: Sequence[float]) -> tuple[float, float, float]:
-    """(t, p, mean relative difference in %) of paired samples; scipy's ttest_rel."""
+    """(t, p, mean relative difference in %) of paired samples; scipy's ttest_rel.
+
+    t and p are NaN when every paired difference is the same (no variance: the test is undefined).
+    """
     from scipy import stats
 
-    t, p = stats.ttest_rel(model_values, baseline_values)
+    diffs = [m - b for m, b in zip(model_values, baseline_values)]
+    if all(math.isclose(d, diffs[0], rel_tol=0.0, abs_tol=1e-9) for d in diffs):
+        t, p = math.nan, math.nan
+    else:
+        t, p = stats.ttest_rel(model_values, baseline_values)
     rel = statistics.mean((m - b) / b * 100 if b else math.nan for m, b in zip(model_values, baseline_values))
     return float(t), float(p), rel
+
+
+def p_text(p: float, digits: int = 2) -> str:
+    """A p-value as the tables write it: ``n/a`` where the test is undefined."""
+    return "n/a" if math.isnan(p) else f"{p:.{digits}g}"
 
 
 def run_protocol(runs) -> str:
@@ -398,8 +414,8 @@ def _comparisons(out, grouped, pairs, names):
                 means = statistics.mean(a[s] for s in seeds), statistics.mean(b[s] for s in seeds)
                 cells = [dataset, names.get(label, label), names.get(reference, reference), protocol, metric,
                          ",".join(map(str, seeds))]
-                rows.append(cells + [f"{means[0]:.4f}", f"{means[1]:.4f}", f"{rel:+.1f}%", f"{p:.2g}"])
-                csv_rows.append(cells + [f"{means[0]:.6f}", f"{means[1]:.6f}", f"{rel:.3f}", f"{p:.4g}"])
+                rows.append(cells + [f"{means[0]:.4f}", f"{means[1]:.4f}", f"{rel:+.1f}%", p_text(p)])
+                csv_rows.append(cells + [f"{means[0]:.6f}", f"{means[1]:.6f}", f"{rel:.3f}", p_text(p, 4)])
     if not rows:
         return None
     header = ["dataset", "model", "reference", "protocol", "metric", "seeds", "model mean", "reference mean",
@@ -517,8 +533,8 @@ def _headline(out, grouped, baseline, names, protocol):
                     csv_cells += ["", ""]
                     continue
                 _, p, rel = paired_ttest([mine[s] for s in seeds], [theirs[s] for s in seeds])
-                cells.append(f"{rel:+.1f}% (p = {p:.2g})")
-                csv_cells += [f"{rel:.3f}", f"{p:.4g}"]
+                cells.append(f"{rel:+.1f}% (p = {p_text(p)})")
+                csv_cells += [f"{rel:.3f}", p_text(p, 4)]
             rows.append(cells)
             csv_rows.append(csv_cells)
     if not rows:
@@ -581,7 +597,7 @@ def build_tables(out: str, baseline: str | None = None, log: Callable[[str], Non
                 t, p, rel = paired_ttest(
                     [runs[s]["test_result"][m] for s in seeds], [models[base][s]["test_result"][m] for s in seeds]
                 )
-                rows.append([dataset, model, base, LABELS[m], len(seeds), f"{t:.4f}", f"{p:.4g}", f"{rel:+.2f}%"])
+                rows.append([dataset, model, base, LABELS[m], len(seeds), "n/a" if math.isnan(t) else f"{t:.4f}", p_text(p, 4), f"{rel:+.2f}%"])
     tables["table4_ttest"] = _write(
         out, "table4_ttest", ["dataset", "model", "baseline", "metric", "seeds", "t", "p", "avg rel. diff"], rows
     )

@@ -277,6 +277,32 @@ def test_comparisons_pair_two_rows_under_both_protocols(tmp_path):
     assert "| model A | model B |" in tables["comparisons"]
 
 
+def test_paired_ttest_with_equal_differences_is_undefined(tmp_path):
+    """Seeds that differ by exactly the same amount (metrics rounded to 4 decimals) leave the
+    t-test no variance: p is n/a in every table, not the 0 that scipy's division gives."""
+    t, p, rel = experiments.paired_ttest([0.0437, 0.0432], [0.0426, 0.0421])
+    assert np.isnan(t) and np.isnan(p) and rel == pytest.approx(np.mean([0.0011 / 0.0426, 0.0011 / 0.0421]) * 100)
+    t, p, _ = experiments.paired_ttest([0.0437, 0.0433, 0.0441], [0.0431, 0.0437, 0.0433])
+    assert p == pytest.approx(stats.ttest_rel([0.0437, 0.0433, 0.0441], [0.0431, 0.0437, 0.0433])[1])
+
+    def rec(label, seed, v):
+        by = {"recbole": {"ndcg@10": v, "hit@10": 2 * v}, "exclude_history": {"ndcg@10": v, "hit@10": 2 * v}}
+        return {"dataset": "d", "model": label, "seed": seed, "status": "ok", "train_seconds": 1.0,
+                "eval_protocol": "recbole", "best_valid_result": {"ndcg@10": v},
+                "test_result": {**{m: v for m in experiments.METRICS}, **by["recbole"]},
+                "test_result_by_protocol": by}
+
+    runs = [rec("A", 1, 0.0437), rec("A", 2, 0.0432), rec("B", 1, 0.0426), rec("B", 2, 0.0421)]
+    for r in runs:
+        experiments.write_json_atomic(str(tmp_path / "runs" / f"{r['model']}{r['seed']}.json"), r)
+    _study(tmp_path, "baseline: B\nheadline: {A: model A, B: model B}\ncomparisons: [[A, B]]\n")
+    tables = experiments.build_tables(str(tmp_path), baseline="B", log=lambda *a: None)
+    assert "(p = n/a)" in tables["headline"] and "p = 0)" not in tables["headline"]
+    assert "| n/a |" in tables["comparisons"] and "| 0 |" not in tables["comparisons"]
+    with open(tmp_path / "tables" / "table4_ttest.csv") as f:
+        assert {r["p"] for r in csv.DictReader(f)} == {"n/a"}
+
+
 @pytest.mark.parametrize("text", ["comparisons: [A, B]\n", "comparisons: [[A]]\n", "comparisons: {A: B}\n"])
 def test_study_comparisons_are_checked(tmp_path, text):
     _study(tmp_path, "headline: {A: a}\n" + text)
