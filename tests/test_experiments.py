@@ -243,17 +243,21 @@ def test_headline_tables_per_protocol(tmp_path):
     assert float(recbole["Old"]["HR@10 p"]) == pytest.approx(p, rel=1e-3)
 
 
+def _comparison_record(label, seed, valid, recbole, excluded):
+    """A finished run's record: best validation NDCG@10 ``valid``, test NDCG@10 ``recbole`` under
+    RecBole's protocol and ``excluded`` with the history removed (HR@10 twice each)."""
+    by = {"recbole": {"ndcg@10": recbole, "hit@10": 2 * recbole},
+          "exclude_history": {"ndcg@10": excluded, "hit@10": 2 * excluded}}
+    return {"dataset": "d", "model": label, "seed": seed, "status": "ok", "train_seconds": 1.0,
+            "eval_protocol": "recbole", "best_valid_result": {"ndcg@10": valid},
+            "test_result": {**{m: recbole for m in experiments.METRICS}, **by["recbole"]},
+            "test_result_by_protocol": by}
+
+
 def test_comparisons_pair_two_rows_under_both_protocols(tmp_path):
     """study.yaml's comparisons: each [model, reference] pair's paired t-tests over the seeds both
     have, of the best validation NDCG@10 and of test NDCG@10 and HR@10 under each protocol."""
-    def rec(label, seed, valid, recbole, excluded):
-        by = {"recbole": {"ndcg@10": recbole, "hit@10": 2 * recbole},
-              "exclude_history": {"ndcg@10": excluded, "hit@10": 2 * excluded}}
-        return {"dataset": "d", "model": label, "seed": seed, "status": "ok", "train_seconds": 1.0,
-                "eval_protocol": "recbole", "best_valid_result": {"ndcg@10": valid},
-                "test_result": {**{m: recbole for m in experiments.METRICS}, **by["recbole"]},
-                "test_result_by_protocol": by}
-
+    rec = _comparison_record
     a = [(0.050, 0.040, 0.050), (0.052, 0.041, 0.052), (0.051, 0.043, 0.053)]
     b = [(0.049, 0.041, 0.049), (0.050, 0.040, 0.050), (0.050, 0.040, 0.051), (0.060, 0.060, 0.060)]
     runs = [rec("A", s, *v) for s, v in zip((1, 2, 3), a)] + [rec("B", s, *v) for s, v in zip((1, 2, 3, 4), b)]
@@ -285,14 +289,8 @@ def test_paired_ttest_with_equal_differences_is_undefined(tmp_path):
     t, p, _ = experiments.paired_ttest([0.0437, 0.0433, 0.0441], [0.0431, 0.0437, 0.0433])
     assert p == pytest.approx(stats.ttest_rel([0.0437, 0.0433, 0.0441], [0.0431, 0.0437, 0.0433])[1])
 
-    def rec(label, seed, v):
-        by = {"recbole": {"ndcg@10": v, "hit@10": 2 * v}, "exclude_history": {"ndcg@10": v, "hit@10": 2 * v}}
-        return {"dataset": "d", "model": label, "seed": seed, "status": "ok", "train_seconds": 1.0,
-                "eval_protocol": "recbole", "best_valid_result": {"ndcg@10": v},
-                "test_result": {**{m: v for m in experiments.METRICS}, **by["recbole"]},
-                "test_result_by_protocol": by}
-
-    runs = [rec("A", 1, 0.0437), rec("A", 2, 0.0432), rec("B", 1, 0.0426), rec("B", 2, 0.0421)]
+    runs = [_comparison_record(label, seed, v, v, v)
+            for label, seed, v in [("A", 1, 0.0437), ("A", 2, 0.0432), ("B", 1, 0.0426), ("B", 2, 0.0421)]]
     for r in runs:
         experiments.write_json_atomic(str(tmp_path / "runs" / f"{r['model']}{r['seed']}.json"), r)
     _study(tmp_path, "baseline: B\nheadline: {A: model A, B: model B}\ncomparisons: [[A, B]]\n")
